@@ -1,0 +1,1 @@
+//! The Toktra agent as a library, used by the Linux CLI and the Windows service.

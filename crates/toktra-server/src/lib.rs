@@ -1,0 +1,1 @@
+//! The Toktra backend as a library.
