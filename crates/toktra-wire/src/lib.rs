@@ -11,3 +11,8 @@
     clippy::unreachable,
     clippy::arithmetic_side_effects
 )]
+
+pub mod ip;
+pub mod link;
+pub mod tcp;
+pub mod udp;
