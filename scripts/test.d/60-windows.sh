@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The Windows suite: cross-build (scripts/windows-build --tests), then under Wine in a
+# fresh prefix: the Windows crates' own tests, and the scenarios of windows/tests/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+export ROOT
+
+TOKTRA_SKIP_SETUP=${TOKTRA_SKIP_SETUP:-0} scripts/windows-build --tests
+
+# shellcheck source=../wine-env
+source scripts/wine-env
+trap wine_env_stop EXIT
+wine_env_start "$ROOT/target/wine/test-prefix"
+
+bash windows/tests/run.sh

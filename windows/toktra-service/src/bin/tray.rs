@@ -1,0 +1,1 @@
+fn main() { println!("{}", env!("CARGO_PKG_VERSION")); }
