@@ -264,7 +264,7 @@ impl HelloAssembler {
                 }
                 let src_end = self.record_pos.saturating_add(n);
                 let dst_end = self.handshake_len.saturating_add(n);
-                if src_end > BUFFER_LEN || dst_end > self.record_pos {
+                if src_end > BUFFER_LEN || self.handshake_len > self.record_pos {
                     // Cannot happen (handshake bytes trail record bytes by at least one
                     // header); refuse rather than corrupt.
                     return Err(Error::HelloTooLarge {
