@@ -1,0 +1,388 @@
+//! Storage behind one trait, with SQLite (embedded default) and PostgreSQL
+//! implementations. Both keep the same tables (see `migrations/`) and the same
+//! semantics; the shared test suite in `tests/store.rs` runs against each.
+//!
+//! Usage is kept twice: every event row (idempotence on `event_id`, audit) and an
+//! hourly roll-up per (org, user, provider, product) updated in the same transaction
+//! as the events, which the usage API and the budgets read.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use toktra_proto::FlowEvent;
+use uuid::Uuid;
+
+pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store's worker stopped: {0}")]
+    Worker(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    /// The CN device CSRs must carry (CertSubject).
+    pub cert_subject: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct EnrollmentToken {
+    pub id: String,
+    pub org_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    Pending,
+    Enrolled,
+    Locked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Enrolled => "enrolled",
+            DeviceStatus::Locked => "locked",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "enrolled" => DeviceStatus::Enrolled,
+            "locked" => DeviceStatus::Locked,
+            _ => DeviceStatus::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Device {
+    pub org_id: String,
+    pub id: String,
+    pub hostname: Option<String>,
+    pub platform: Option<String>,
+    pub agent_version: Option<String>,
+    pub status: DeviceStatus,
+    pub cert_serial: Option<String>,
+    /// The serial before the last renewal: still accepted until it expires, so an agent
+    /// that renewed but did not yet reconnect is not locked out.
+    pub prev_cert_serial: Option<String>,
+    pub cert_expires_at: Option<DateTime<Utc>>,
+    pub enrolled_at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// An event as stored: the agent's event plus the server's classification and cost.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event: FlowEvent,
+    pub provider: Option<String>,
+    pub product: Option<String>,
+    pub category: Option<String>,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u32,
+    pub duplicates: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Budget {
+    pub org_id: String,
+    /// None: the organization-wide budget.
+    pub department: Option<String>,
+    /// Tokens per calendar month (UTC).
+    pub monthly_tokens: i64,
+    pub hard_cap: bool,
+    /// Unused tokens of the previous month are added to this month's limit.
+    pub rollover: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct User {
+    pub org_id: String,
+    /// The local account as agents report it (`ACME\jsmith`, `jsmith`).
+    pub user_id: String,
+    pub email: Option<String>,
+    pub department: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Hourly,
+    #[default]
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    pub org_id: Option<String>,
+    pub period: Period,
+    /// Inclusive lower bound (hour resolution).
+    pub start: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub end: Option<DateTime<Utc>>,
+    pub user_id: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub department: Option<String>,
+    pub after: Option<UsageCursor>,
+    pub limit: u32,
+}
+
+/// Keyset position: the grouping key of the last item returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UsageCursor {
+    pub bucket: i64,
+    pub org: String,
+    pub user: String,
+    pub provider: String,
+    pub product: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub bucket: i64,
+    pub org_id: String,
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub provider: String,
+    pub product: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsagePage {
+    pub rows: Vec<UsageRow>,
+    pub has_more: bool,
+    pub total_count: i64,
+}
+
+/// Everything the server persists. Implementations must make `ingest` one transaction
+/// and safe under concurrency: two batches racing never lose or double an event or a
+/// roll-up increment.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_org(&self, org: &Org) -> Result<()>;
+    async fn get_org(&self, id: &str) -> Result<Option<Org>>;
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+
+    async fn create_enrollment_token(&self, t: &EnrollmentToken, hash: &str) -> Result<()>;
+    async fn list_enrollment_tokens(&self, org_id: &str) -> Result<Vec<EnrollmentToken>>;
+    async fn revoke_enrollment_token(&self, id: &str) -> Result<()>;
+    /// Atomically checks (org, not revoked, not expired, uses left) and counts one use.
+    /// Returns false when the token cannot be used.
+    /// With `org_id` None (a Bearer token), the token's own org is used. Returns the org
+    /// the device enrolls into, or None when the token cannot be used.
+    async fn use_enrollment_token(
+        &self,
+        org_id: Option<&str>,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+
+    async fn create_api_key(&self, k: &ApiKeyInfo, hash: &str) -> Result<()>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>>;
+    async fn revoke_api_key(&self, id: &str) -> Result<()>;
+    async fn api_key_valid(&self, hash: &str) -> Result<bool>;
+
+    async fn device_exists(&self, org_id: &str, device_id: &str) -> Result<bool>;
+    async fn insert_device(&self, d: &Device) -> Result<()>;
+    async fn get_device(&self, org_id: &str, device_id: &str) -> Result<Option<Device>>;
+    async fn list_devices(&self, org_id: Option<&str>) -> Result<Vec<Device>>;
+    async fn set_device_status(&self, org_id: &str, device_id: &str, s: DeviceStatus)
+    -> Result<()>;
+    /// Records a renewal: the current serial becomes the previous one.
+    async fn renew_device_cert(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        serial: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Stores a batch in one transaction, de-duplicating on batch and event id.
+    #[allow(clippy::too_many_arguments)]
+    async fn ingest(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        batch_id: Uuid,
+        agent_version: &str,
+        dropped: Option<i64>,
+        events: &[StoredEvent],
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome>;
+    async fn count_events(&self, org_id: &str) -> Result<i64>;
+
+    async fn upsert_budget(&self, b: &Budget) -> Result<()>;
+    async fn delete_budget(&self, org_id: &str, department: Option<&str>) -> Result<()>;
+    async fn list_budgets(&self, org_id: &str) -> Result<Vec<Budget>>;
+
+    async fn create_department(&self, org_id: &str, name: &str) -> Result<()>;
+    async fn list_departments(&self, org_id: &str) -> Result<Vec<String>>;
+    async fn upsert_user(&self, u: &User) -> Result<()>;
+    async fn list_users(&self, org_id: &str) -> Result<Vec<User>>;
+    /// Local users this device reported events for.
+    async fn device_users(&self, org_id: &str, device_id: &str) -> Result<Vec<String>>;
+
+    /// Tokens (input + output) used in `[start, end)`, for the whole org or the users of
+    /// one department.
+    async fn tokens_used(
+        &self,
+        org_id: &str,
+        department: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<i64>;
+
+    async fn usage(&self, q: &UsageQuery) -> Result<UsagePage>;
+}
+
+/// Hour bucket (epoch seconds) of an event: the roll-up's time key.
+pub fn hour_of(t: DateTime<Utc>) -> i64 {
+    let s = t.timestamp();
+    s - s.rem_euclid(3600)
+}
+
+/// Roll-up increments of a set of newly stored events, sorted by key so concurrent
+/// transactions lock roll-up rows in the same order (no deadlocks on PostgreSQL).
+pub(crate) fn rollup<'a>(
+    events: impl Iterator<Item = &'a StoredEvent>,
+) -> Vec<((String, String, String, i64), (i64, i64, i64, f64))> {
+    let mut map: std::collections::BTreeMap<(String, String, String, i64), (i64, i64, i64, f64)> =
+        Default::default();
+    for e in events {
+        let key = (
+            e.event.user.clone().unwrap_or_default(),
+            e.provider.clone().unwrap_or_default(),
+            e.product.clone().unwrap_or_default(),
+            hour_of(e.event.started_at),
+        );
+        let v = map.entry(key).or_default();
+        v.0 += 1;
+        v.1 += e.event.est_input_tokens as i64;
+        v.2 += e.event.est_output_tokens as i64;
+        v.3 += e.cost_usd;
+    }
+    map.into_iter().collect()
+}
+
+/// The usage query, shared by both dialects (`$n` parameters; SQLite's `?n` are the
+/// same with another sigil). `bucket` is the dialect's period expression over `u.hour`.
+pub(crate) fn usage_sql(bucket: &str) -> String {
+    format!(
+        "WITH b AS ({}) \
+         SELECT b.bucket, b.org_id, b.user_id, b.provider, b.product, b.requests, b.input_tokens, b.output_tokens, b.cost_usd, us.email \
+         FROM b LEFT JOIN users us ON us.org_id = b.org_id AND us.user_id = b.user_id \
+         WHERE ($8 IS NULL OR (b.bucket, b.org_id, b.user_id, b.provider, b.product) > ($8, $9, $10, $11, $12)) \
+         ORDER BY b.bucket, b.org_id, b.user_id, b.provider, b.product LIMIT $13",
+        grouped_sql(bucket)
+    )
+}
+
+pub(crate) fn usage_count_sql(bucket: &str) -> String {
+    format!("SELECT COUNT(*) FROM ({}) b", grouped_sql(bucket))
+}
+
+fn grouped_sql(bucket: &str) -> String {
+    format!(
+        "SELECT {bucket} AS bucket, u.org_id, u.user_id, u.provider, u.product, \
+         CAST(SUM(u.requests) AS BIGINT) AS requests, CAST(SUM(u.input_tokens) AS BIGINT) AS input_tokens, \
+         CAST(SUM(u.output_tokens) AS BIGINT) AS output_tokens, SUM(u.cost_usd) AS cost_usd \
+         FROM usage_hourly u \
+         WHERE ($1 IS NULL OR u.org_id = $1) AND ($2 IS NULL OR u.hour >= $2) AND ($3 IS NULL OR u.hour < $3) \
+         AND ($4 IS NULL OR u.user_id = $4) AND ($5 IS NULL OR u.provider = $5) AND ($6 IS NULL OR u.product = $6) \
+         AND ($7 IS NULL OR u.user_id IN (SELECT us.user_id FROM users us WHERE us.org_id = u.org_id AND us.department = $7)) \
+         GROUP BY 1, u.org_id, u.user_id, u.provider, u.product"
+    )
+}
+
+pub(crate) struct UsageArgs {
+    pub org: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub user: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub department: Option<String>,
+    pub c_bucket: Option<i64>,
+    pub c_org: Option<String>,
+    pub c_user: Option<String>,
+    pub c_provider: Option<String>,
+    pub c_product: Option<String>,
+    pub limit: i64,
+}
+
+impl UsageArgs {
+    pub fn new(q: &UsageQuery) -> Self {
+        Self {
+            org: q.org_id.clone(),
+            start: q.start.map(|t| t.timestamp()),
+            end: q.end.map(|t| t.timestamp()),
+            user: q.user_id.clone(),
+            provider: q.provider.clone(),
+            model: q.model.clone(),
+            department: q.department.clone(),
+            c_bucket: q.after.as_ref().map(|c| c.bucket),
+            c_org: q.after.as_ref().map(|c| c.org.clone()),
+            c_user: q.after.as_ref().map(|c| c.user.clone()),
+            c_provider: q.after.as_ref().map(|c| c.provider.clone()),
+            c_product: q.after.as_ref().map(|c| c.product.clone()),
+            limit: q.limit as i64,
+        }
+    }
+}
+
+/// `rows` holds up to `limit + 1` rows: the extra one only tells that there is more.
+pub(crate) fn page(mut rows: Vec<UsageRow>, limit: u32, total_count: i64) -> UsagePage {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    UsagePage {
+        rows,
+        has_more,
+        total_count,
+    }
+}
