@@ -1,0 +1,312 @@
+//! The transform stage: completed flows in, Event v1 into the spool.
+//!
+//! Sources (the Linux tap, the Windows driver poller, a test) hand in
+//! [`ObservedFlow`]s, one per finished connection, through a channel; this stage
+//! classifies each against the catalog, drops everything that is not an LLM flow (in
+//! memory — it is never written anywhere), estimates tokens, and makes the event
+//! durable in the spool. Only then does it count as captured.
+
+use crate::spool::{Spool, SpoolError};
+use chrono::{DateTime, Utc};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use toktra_proto::{FlowEvent, ProcessInfo, Source, Transport};
+use uuid::Uuid;
+
+/// One finished connection as a source observed it (the shape of the flow tracker's
+/// record, plus the attribution the source adds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedFlow {
+    pub transport: Transport,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    pub ja4: Option<String>,
+    pub ech: bool,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub records_in: Option<u64>,
+    pub dst_ip: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+    pub user: Option<String>,
+    pub process: Option<ProcessInfo>,
+}
+
+/// What the catalog says about a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub provider: String,
+    pub product: Option<String>,
+    pub category: Option<String>,
+}
+
+/// Catalog lookup and token estimation, behind a trait so the pipeline does not care
+/// which catalog version (or, in tests, which fixed table) answers.
+pub trait Classifier: Send + Sync {
+    fn classify(&self, host: &str) -> Option<Classification>;
+    /// (input, output) token estimates for a classified flow.
+    fn estimate(&self, class: &Classification, flow: &ObservedFlow) -> (u64, u64);
+}
+
+/// An LLM event for a flow, or None when the flow is not an LLM flow.
+pub fn to_event(source: Source, classifier: &dyn Classifier, flow: &ObservedFlow) -> Option<FlowEvent> {
+    // With ECH the SNI is the outer, public name: classifying by it would
+    // misattribute the flow, so such flows are only kept if the outer name itself is
+    // a catalog host.
+    let host = flow.sni.as_deref()?;
+    let class = classifier.classify(host)?;
+    let (est_in, est_out) = classifier.estimate(&class, flow);
+    Some(FlowEvent {
+        event_id: Uuid::now_v7(),
+        source,
+        started_at: flow.started_at,
+        duration_ms: flow.duration_ms,
+        transport: flow.transport,
+        sni: flow.sni.clone(),
+        alpn: flow.alpn.clone(),
+        ja4: flow.ja4.clone(),
+        ech: flow.ech,
+        provider: Some(class.provider),
+        product: class.product,
+        category: class.category,
+        bytes_out: flow.bytes_out,
+        bytes_in: flow.bytes_in,
+        records_in: flow.records_in,
+        est_input_tokens: est_in,
+        est_output_tokens: est_out,
+        user: flow.user.clone(),
+        process: flow.process.clone(),
+        dst_ip: flow.dst_ip,
+        dst_port: flow.dst_port,
+        endpoint: None,
+        source_domain: None,
+        streaming: None,
+    })
+}
+
+pub type SharedSpool = Arc<Mutex<Spool>>;
+
+/// Counters the pipeline keeps for the status report.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    pub flows_seen: std::sync::atomic::AtomicU64,
+    pub non_llm_dropped: std::sync::atomic::AtomicU64,
+    pub disk_full: std::sync::atomic::AtomicBool,
+}
+
+/// Runs until the channel closes (every sender dropped). `on_spooled` is called after
+/// each durable append so the uploader can look for a full batch at once.
+pub async fn run(
+    source: Source,
+    classifier: Arc<dyn Classifier>,
+    mut flows: tokio::sync::mpsc::Receiver<ObservedFlow>,
+    spool: SharedSpool,
+    counters: Arc<PipelineCounters>,
+    on_spooled: Arc<tokio::sync::Notify>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Events that could not be made durable because the disk was full: counted and
+    // reported as a gap as soon as the spool can take the record.
+    let mut lost: Option<(u64, DateTime<Utc>)> = None;
+    let mut buf = Vec::with_capacity(256);
+    while let Some(first) = flows.recv().await {
+        let mut events = Vec::new();
+        buf.clear();
+        buf.push(first);
+        // Whatever else is already waiting goes into the same transaction: one fsync
+        // for a burst instead of one per flow.
+        while buf.len() < 512 {
+            match flows.try_recv() {
+                Ok(f) => buf.push(f),
+                Err(_) => break,
+            }
+        }
+        for f in &buf {
+            counters.flows_seen.fetch_add(1, Relaxed);
+            match to_event(source, classifier.as_ref(), f) {
+                Some(ev) => events.push(ev),
+                None => {
+                    counters.non_llm_dropped.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        if events.is_empty() && lost.is_none() {
+            continue;
+        }
+        let sp = spool.clone();
+        let pending_lost = lost.take();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = sp.lock().unwrap_or_else(|p| p.into_inner());
+            store(&mut s, &events, pending_lost)
+        })
+        .await
+        .unwrap_or_else(|e| Err((0, Utc::now(), format!("spool task failed: {e}"))));
+        match result {
+            Ok(()) => {
+                counters.disk_full.store(false, Relaxed);
+                on_spooled.notify_one();
+            }
+            Err((count, since, msg)) => {
+                counters.disk_full.store(true, Relaxed);
+                tracing::error!("{msg}");
+                lost = Some(match lost {
+                    Some((c, s)) => (c + count, s.min(since)),
+                    None => (count, since),
+                });
+            }
+        }
+    }
+}
+
+/// Appends `events` (and a pending gap). On a full disk, sheds the oldest quarter
+/// and tries once more; if that fails too, returns what was lost.
+fn store(
+    s: &mut Spool,
+    events: &[FlowEvent],
+    pending_lost: Option<(u64, DateTime<Utc>)>,
+) -> Result<(), (u64, DateTime<Utc>, String)> {
+    let now = Utc::now();
+    let lost_now = |msg: String| {
+        let (c, since) = pending_lost.unwrap_or((0, now));
+        let first = events.iter().map(|e| e.started_at).min().unwrap_or(now);
+        Err((c + events.len() as u64, since.min(first), msg))
+    };
+    let mut attempt = || -> Result<(), SpoolError> {
+        if let Some((c, since)) = pending_lost {
+            s.record_gap(c, since)?;
+        }
+        s.append(events, now)
+    };
+    match attempt() {
+        Ok(()) => Ok(()),
+        Err(SpoolError::DiskFull(_)) => {
+            let _ = s.shed_oldest_quarter();
+            let mut again = || -> Result<(), SpoolError> {
+                if let Some((c, since)) = pending_lost {
+                    s.record_gap(c, since)?;
+                }
+                s.append(events, now)
+            };
+            match again() {
+                Ok(()) => Ok(()),
+                Err(e) => lost_now(e.to_string()),
+            }
+        }
+        Err(e) => lost_now(format!("events could not be spooled: {e}")),
+    }
+}
+
+/// A classifier from a fixed host table, for tests and tools.
+pub struct TableClassifier {
+    pub entries: Vec<(String, Classification)>,
+    pub bytes_per_token: f64,
+}
+
+impl Classifier for TableClassifier {
+    fn classify(&self, host: &str) -> Option<Classification> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, c)| c.clone())
+    }
+    fn estimate(&self, _class: &Classification, flow: &ObservedFlow) -> (u64, u64) {
+        (
+            (flow.bytes_out as f64 / self.bytes_per_token) as u64,
+            (flow.bytes_in as f64 / self.bytes_per_token) as u64,
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spool::SpoolLimits;
+
+    pub(crate) fn flow(sni: &str, bytes: u64) -> ObservedFlow {
+        ObservedFlow {
+            transport: Transport::Tcp,
+            started_at: Utc::now(),
+            duration_ms: 5,
+            sni: Some(sni.into()),
+            alpn: vec!["h2".into()],
+            ja4: None,
+            ech: false,
+            bytes_out: bytes,
+            bytes_in: bytes * 4,
+            records_in: Some(7),
+            dst_ip: Some("10.0.0.1".parse().unwrap()),
+            dst_port: Some(443),
+            user: Some("alice".into()),
+            process: Some(ProcessInfo {
+                pid: 1,
+                name: "curl".into(),
+                path: Some("/usr/bin/curl".into()),
+            }),
+        }
+    }
+
+    pub(crate) fn classifier() -> Arc<dyn Classifier> {
+        Arc::new(TableClassifier {
+            entries: vec![(
+                "api.openai.com".into(),
+                Classification {
+                    provider: "openai".into(),
+                    product: Some("OpenAI API".into()),
+                    category: Some("api".into()),
+                },
+            )],
+            bytes_per_token: 4.0,
+        })
+    }
+
+    #[tokio::test]
+    async fn llm_flows_are_spooled_and_others_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spool.db");
+        let (spool, _) = Spool::open(
+            &p,
+            SpoolLimits {
+                max_bytes: 1 << 30,
+                max_age_secs: 3600,
+            },
+        )
+        .unwrap();
+        let spool = Arc::new(Mutex::new(spool));
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let counters = Arc::new(PipelineCounters::default());
+        let task = tokio::spawn(run(
+            Source::Linux,
+            classifier(),
+            rx,
+            spool.clone(),
+            counters.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        tx.send(flow("api.openai.com", 400)).await.unwrap();
+        tx.send(flow("secret-intranet.example", 999)).await.unwrap();
+        let mut ech = flow("cloudflare-ech.com", 1);
+        ech.ech = true;
+        tx.send(ech).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let mut s = spool.lock().unwrap();
+        let b = s.next_batch(Utc::now(), true, "t").unwrap().unwrap();
+        assert_eq!(b.events.len(), 1);
+        let e = &b.events[0];
+        assert_eq!(e.provider.as_deref(), Some("openai"));
+        assert_eq!(e.est_input_tokens, 100);
+        assert_eq!(e.est_output_tokens, 400);
+        assert_eq!(e.process.as_ref().unwrap().name, "curl");
+        assert_eq!(counters.non_llm_dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+        drop(s);
+        // Not a byte of the intranet host reached the disk.
+        let mut raw = Vec::new();
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            raw.extend(std::fs::read(f.unwrap().path()).unwrap());
+        }
+        assert!(!raw.windows(15).any(|w| w == b"secret-intranet"));
+        assert!(raw.windows(14).any(|w| w == b"api.openai.com"));
+    }
+}
