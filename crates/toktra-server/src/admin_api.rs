@@ -87,7 +87,7 @@ pub struct UsagePage {
     pub total_count: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Bucket size; default daily.
@@ -147,7 +147,11 @@ fn decode_cursor(s: &str) -> Result<UsageCursor, ApiError> {
 #[utoipa::path(get, path = "/v1/usage", params(UsageParams), security(("api_key" = [])),
     responses((status = 200, body = UsagePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn usage(State(st): State<AppState>, q: Result<Query<UsageParams>, QueryRejection>) -> Result<Json<UsagePage>, ApiError> {
-    let p = query(q)?;
+    Ok(Json(query_usage(st.store.as_ref(), query(q)?).await?))
+}
+
+/// The usage API as a library call (the CLI and the dashboard use it too).
+pub async fn query_usage(store: &dyn crate::Store, p: UsageParams) -> Result<UsagePage, ApiError> {
     let period = match p.period.as_deref() {
         None => Period::Daily,
         Some("hourly") => Period::Hourly,
@@ -182,7 +186,7 @@ async fn usage(State(st): State<AppState>, q: Result<Query<UsageParams>, QueryRe
         after,
         limit,
     };
-    let page = st.store.usage(&q).await?;
+    let page = store.usage(&q).await?;
     let next_cursor = if page.has_more {
         page.rows.last().map(|r: &UsageRow| {
             encode_cursor(&UsageCursor {
@@ -196,7 +200,7 @@ async fn usage(State(st): State<AppState>, q: Result<Query<UsageParams>, QueryRe
     } else {
         None
     };
-    Ok(Json(UsagePage {
+    Ok(UsagePage {
         items: page
             .rows
             .into_iter()
@@ -215,7 +219,7 @@ async fn usage(State(st): State<AppState>, q: Result<Query<UsageParams>, QueryRe
         next_cursor,
         has_more: page.has_more,
         total_count: page.total_count,
-    }))
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

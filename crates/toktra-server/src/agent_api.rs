@@ -89,7 +89,7 @@ fn pkcs7_response(certs: &[&[u8]]) -> Response {
     let mut wrapped = String::with_capacity(body.len() + body.len() / 64 + 2);
     for chunk in body.as_bytes().chunks(64) {
         wrapped.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        wrapped.push_str("\r\n");
+        wrapped.push('\n');
     }
     (
         [
