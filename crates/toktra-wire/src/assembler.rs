@@ -238,6 +238,11 @@ impl HelloAssembler {
                 Ok(())
             }
             StreamKind::Tls => loop {
+                // Records after the hello (a client's early data, alerts) are none
+                // of our business.
+                if self.hello_done() {
+                    return Ok(());
+                }
                 if self.record_left == 0 {
                     let header_end = self.record_pos.saturating_add(RECORD_HEADER_LEN);
                     if header_end > self.contiguous {
@@ -278,6 +283,16 @@ impl HelloAssembler {
                 self.record_pos = src_end;
                 self.record_left = self.record_left.saturating_sub(n);
             },
+        }
+    }
+
+    fn hello_done(&self) -> bool {
+        match self.buf.get(..self.handshake_len) {
+            Some(&[_, a, b, c, ..]) => {
+                let len = (u32::from_be_bytes([0, a, b, c]) as usize).saturating_add(4);
+                self.handshake_len >= len
+            }
+            _ => false,
         }
     }
 

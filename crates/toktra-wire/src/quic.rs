@@ -480,6 +480,117 @@ mod crypto {
         })
     }
 
+    /// Builds and protects a client Initial packet carrying `frames` (already
+    /// encoded, padding included) into `out`, returning its length: the inverse of
+    /// [`decrypt_initial`]. For test fixtures, fuzzing and capture generators; a
+    /// passive observer never sends packets. Uses a 4-byte packet number and an
+    /// empty token.
+    pub fn seal_client_initial(
+        version: u32,
+        dcid: &[u8],
+        scid: &[u8],
+        packet_number: u32,
+        frames: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let type_bits: u8 = match version {
+            VERSION_1 => 0,
+            VERSION_2 => 1,
+            _ => return Err(Error::QuicUnsupportedVersion { version }),
+        };
+        let (Ok(dcid_len), Ok(scid_len)) = (u8::try_from(dcid.len()), u8::try_from(scid.len()))
+        else {
+            return Err(Error::QuicConnectionIdTooLong {
+                length: dcid.len().max(scid.len()),
+                at: 5,
+            });
+        };
+        if dcid.len() > super::MAX_CID_LEN || scid.len() > super::MAX_CID_LEN {
+            return Err(Error::QuicConnectionIdTooLong {
+                length: dcid.len().max(scid.len()),
+                at: 5,
+            });
+        }
+        let length = frames.len().saturating_add(4).saturating_add(TAG_LEN);
+        let length16 =
+            u16::try_from(length)
+                .ok()
+                .filter(|l| *l < 0x4000)
+                .ok_or(Error::BufferTooSmall {
+                    needed: length,
+                    available: 0x3fff,
+                })?;
+        let keys = InitialKeys::derive(version, dcid, Side::Client)?;
+        let first = 0xc3 | (type_bits << 4);
+        let version_bytes = version.to_be_bytes();
+        let length_bytes = (length16 | 0x4000).to_be_bytes();
+        let pn_bytes = packet_number.to_be_bytes();
+        let parts: [&[u8]; 10] = [
+            &[first],
+            &version_bytes,
+            &[dcid_len],
+            dcid,
+            &[scid_len],
+            scid,
+            &[0],
+            &length_bytes,
+            &pn_bytes,
+            frames,
+        ];
+        let total = parts
+            .iter()
+            .fold(0usize, |n, p| n.saturating_add(p.len()))
+            .saturating_add(TAG_LEN);
+        let available = out.len();
+        let buf = out.get_mut(..total).ok_or(Error::BufferTooSmall {
+            needed: total,
+            available,
+        })?;
+        let mut w = 0usize;
+        for part in parts {
+            let end = w.saturating_add(part.len());
+            buf.get_mut(w..end)
+                .ok_or(Error::QuicDecryptFailed)?
+                .copy_from_slice(part);
+            w = end;
+        }
+        let pn_offset = w
+            .saturating_sub(frames.len())
+            .saturating_sub(pn_bytes.len());
+        let header_len = w.saturating_sub(frames.len());
+        let mut nonce = keys.iv;
+        for (n, p) in nonce.iter_mut().skip(8).zip(pn_bytes) {
+            *n ^= p;
+        }
+        let (aad, rest) = buf
+            .split_at_mut_checked(header_len)
+            .ok_or(Error::QuicDecryptFailed)?;
+        let (plain, tag_out) = rest
+            .split_at_mut_checked(frames.len())
+            .ok_or(Error::QuicDecryptFailed)?;
+        let tag = Aes128Gcm::new(&keys.key.into())
+            .encrypt_in_place_detached(&nonce.into(), aad, plain)
+            .map_err(|_| Error::QuicDecryptFailed)?;
+        tag_out.copy_from_slice(&tag);
+
+        let sample_at = pn_offset.saturating_add(4);
+        let sample: [u8; 16] = buf
+            .get(sample_at..sample_at.saturating_add(16))
+            .and_then(|s| s.try_into().ok())
+            .ok_or(Error::QuicDecryptFailed)?;
+        let mut mask = aes::Block::from(sample);
+        Aes128::new(&keys.hp.into()).encrypt_block(&mut mask);
+        if let Some(b) = buf.first_mut() {
+            *b ^= mask.first().copied().unwrap_or(0) & 0x0f;
+        }
+        if let Some(pn) = buf.get_mut(pn_offset..pn_offset.saturating_add(4)) {
+            for (b, m) in pn.iter_mut().zip(mask.iter().skip(1)) {
+                *b ^= *m;
+            }
+        }
+        Ok(total)
+    }
+
     /// What one datagram contributed.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct DatagramSummary {
