@@ -1,0 +1,551 @@
+//! The flow tracker: joins packets into one [`FlowRecord`] per TLS-over-TCP or QUIC
+//! connection. TLS and QUIC are recognised by content, on any port.
+//!
+//! Memory is bounded: at most [`FlowConfig::max_flows`] flows are tracked, only the
+//! client's first bytes are buffered (in a reassembly buffer that is freed as soon as
+//! the ClientHello is complete), the server's stream is reduced to a record-header
+//! counter, and flows end on FIN/RST or after an idle timeout. Connections that turn
+//! out not to be TLS are forgotten at once.
+//!
+//! ```no_run
+//! # use toktra_agent::flow::{FlowConfig, FlowTracker};
+//! # use toktra_wire::link::LinkType;
+//! # let frames: Vec<(std::time::Duration, Vec<u8>)> = vec![];
+//! let mut tracker = FlowTracker::new(FlowConfig::default());
+//! for (ts, frame) in &frames {
+//!     tracker.track(*ts, LinkType::Ethernet, frame);
+//!     for record in tracker.poll_expired(*ts) {
+//!         println!("{:?} {:?}", record.sni, record.alpn);
+//!     }
+//! }
+//! for record in tracker.finish() { /* ... */ }
+//! ```
+
+mod quic;
+mod record;
+mod records;
+
+pub use record::{FlowEnd, FlowRecord, FlowTransport};
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use toktra_wire::assembler::{HelloAssembler, Progress, StreamKind};
+use toktra_wire::ip::{IpPacket, PROTO_TCP, PROTO_UDP};
+use toktra_wire::ja4::{Transport as Ja4Transport, ja4};
+use toktra_wire::link::{self, LinkType};
+use toktra_wire::tcp::TcpSegment;
+use toktra_wire::tls::{ClientHello, RecordHeader, looks_like_client_hello};
+use toktra_wire::udp::UdpDatagram;
+
+use records::RecordCounter;
+
+/// Limits of the tracker.
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// Flows tracked at once; new connections beyond it are not tracked (counted in
+    /// [`TrackerStats::flows_refused`]).
+    pub max_flows: usize,
+    /// A TCP flow with its ClientHello seen ends after this long without a packet.
+    pub tcp_idle_timeout: Duration,
+    /// A QUIC flow ends after this long without a datagram (QUIC's own idle timeouts
+    /// are typically 30 s).
+    pub quic_idle_timeout: Duration,
+    /// A flow still waiting for its ClientHello is dropped after this long.
+    pub hello_timeout: Duration,
+    /// Client packets with payload that may pass before a ClientHello must be complete;
+    /// protects against streams that look like TLS but never finish a hello.
+    pub max_hello_packets: u32,
+    /// How often [`FlowTracker::poll_expired`] scans the table for idle flows.
+    pub scan_interval: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            max_flows: 100_000,
+            tcp_idle_timeout: Duration::from_secs(300),
+            quic_idle_timeout: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(30),
+            max_hello_packets: 16,
+            scan_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of what the tracker saw and set aside.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    pub packets: u64,
+    /// Frames that were not IPv4/IPv6 TCP or UDP (ARP, ICMP, unknown link types, ...).
+    pub non_ip_or_transport: u64,
+    /// Frames whose headers were truncated or malformed.
+    pub malformed: u64,
+    /// IP fragments (not reassembled; TLS and QUIC senders avoid fragmentation).
+    pub fragments: u64,
+    pub flows_started: u64,
+    /// Flows whose first client bytes were not a ClientHello, or whose hello was broken.
+    pub flows_not_tls: u64,
+    /// Connections not tracked because `max_flows` were already tracked.
+    pub flows_refused: u64,
+    /// Records emitted (flows that carried a ClientHello).
+    pub flows_emitted: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: u8,
+    lo: SocketAddr,
+    hi: SocketAddr,
+}
+
+impl FlowKey {
+    fn new(proto: u8, a: SocketAddr, b: SocketAddr) -> Self {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        Self { proto, lo, hi }
+    }
+}
+
+/// The summary of a ClientHello kept after its bytes are gone.
+#[derive(Clone, Debug)]
+struct HelloSummary {
+    sni: Option<String>,
+    alpn: Vec<String>,
+    ja4: String,
+    ech: bool,
+    tls_version: u16,
+}
+
+impl HelloSummary {
+    fn new(hello: &ClientHello<'_>, transport: Ja4Transport) -> Self {
+        Self {
+            sni: hello
+                .server_name()
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            alpn: hello
+                .alpn()
+                .iter()
+                .flat_map(|l| l.iter())
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+                .collect(),
+            ja4: ja4(hello, transport).as_str().to_owned(),
+            ech: hello.has_ech(),
+            tls_version: hello.max_version(),
+        }
+    }
+}
+
+enum HelloState {
+    /// Waiting for the client's first bytes; the assembler exists only once a hello
+    /// did not fit in one packet.
+    Pending {
+        assembler: Option<Box<HelloAssembler>>,
+        packets: u32,
+    },
+    Done(HelloSummary),
+}
+
+struct Flow {
+    transport: FlowTransport,
+    client: SocketAddr,
+    server: SocketAddr,
+    first_ts: Duration,
+    last_ts: Duration,
+    /// TCP: the client's initial sequence number, or the sequence number of the first
+    /// ClientHello byte minus one when the SYN was not seen.
+    client_isn: Option<u32>,
+    hello: HelloState,
+    bytes_out: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    packets_in: u64,
+    records: RecordCounter,
+    fin_out: bool,
+    fin_in: bool,
+}
+
+impl Flow {
+    fn new(transport: FlowTransport, client: SocketAddr, server: SocketAddr, ts: Duration) -> Self {
+        Self {
+            transport,
+            client,
+            server,
+            first_ts: ts,
+            last_ts: ts,
+            client_isn: None,
+            hello: HelloState::Pending {
+                assembler: None,
+                packets: 0,
+            },
+            bytes_out: 0,
+            bytes_in: 0,
+            packets_out: 0,
+            packets_in: 0,
+            records: RecordCounter::default(),
+            fin_out: false,
+            fin_in: false,
+        }
+    }
+
+    fn into_record(self, end: FlowEnd) -> Option<FlowRecord> {
+        let HelloState::Done(h) = self.hello else {
+            return None;
+        };
+        Some(FlowRecord {
+            transport: self.transport,
+            client: self.client,
+            server: self.server,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            sni: h.sni,
+            alpn: h.alpn,
+            ja4: h.ja4,
+            ech: h.ech,
+            tls_version: h.tls_version,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            packets_out: self.packets_out,
+            packets_in: self.packets_in,
+            records_in: match self.transport {
+                FlowTransport::Tcp => self.records.count(),
+                FlowTransport::Quic => None,
+            },
+            end,
+        })
+    }
+
+    fn idle_limit(&self, config: &FlowConfig) -> Duration {
+        match (&self.hello, self.transport) {
+            (HelloState::Pending { .. }, _) => config.hello_timeout,
+            (HelloState::Done(_), FlowTransport::Tcp) => config.tcp_idle_timeout,
+            (HelloState::Done(_), FlowTransport::Quic) => config.quic_idle_timeout,
+        }
+    }
+}
+
+/// What became of the client's bytes handed to the hello state.
+enum HelloStep {
+    Waiting,
+    Completed,
+    NotTls,
+}
+
+/// Tracks TCP and QUIC flows and emits a [`FlowRecord`] for every one that carried a
+/// ClientHello. Feed it every captured frame in capture order.
+pub struct FlowTracker {
+    config: FlowConfig,
+    flows: HashMap<FlowKey, Flow>,
+    ready: Vec<FlowRecord>,
+    stats: TrackerStats,
+    last_scan: Option<Duration>,
+    /// Decryption buffer for QUIC Initials, allocated on the first one.
+    scratch: Option<Vec<u8>>,
+}
+
+impl FlowTracker {
+    pub fn new(config: FlowConfig) -> Self {
+        Self {
+            config,
+            flows: HashMap::new(),
+            ready: Vec::new(),
+            stats: TrackerStats::default(),
+            last_scan: None,
+            scratch: None,
+        }
+    }
+
+    pub fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    /// Flows currently tracked.
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Takes one captured frame. `ts` is the capture time since the Unix epoch.
+    /// Never fails: frames that are not TCP/UDP over IP, or are malformed, are counted
+    /// in [`FlowTracker::stats`] and otherwise ignored.
+    pub fn track(&mut self, ts: Duration, link: LinkType, frame: &[u8]) {
+        self.stats.packets += 1;
+        let l3 = match link::parse(link, frame) {
+            Ok(l) => l,
+            Err(link::LinkError::NotIp { .. }) => {
+                self.stats.non_ip_or_transport += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.track_ip(ts, l3.payload);
+    }
+
+    /// Takes one IPv4 or IPv6 packet (for sources that deliver no link header).
+    pub fn track_ip(&mut self, ts: Duration, packet: &[u8]) {
+        let Ok(ip) = IpPacket::parse(packet) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if ip.fragment().is_some() {
+            self.stats.fragments += 1;
+            return;
+        }
+        match ip.protocol() {
+            PROTO_TCP => match TcpSegment::parse(ip.payload()) {
+                Ok(tcp) => self.tcp(ts, ip.src(), ip.dst(), &tcp),
+                Err(_) => self.stats.malformed += 1,
+            },
+            PROTO_UDP => match UdpDatagram::parse(ip.payload()) {
+                Ok(udp) => self.udp(ts, ip.src(), ip.dst(), &udp),
+                Err(_) => self.stats.malformed += 1,
+            },
+            _ => self.stats.non_ip_or_transport += 1,
+        }
+    }
+
+    /// Records of flows that ended (FIN, RST, reuse) and, at most once per
+    /// [`FlowConfig::scan_interval`] of `now`, of flows idle past their timeout.
+    pub fn poll_expired(&mut self, now: Duration) -> std::vec::Drain<'_, FlowRecord> {
+        let due = self
+            .last_scan
+            .is_none_or(|last| now.saturating_sub(last) >= self.config.scan_interval);
+        if due {
+            self.last_scan = Some(now);
+            let config = &self.config;
+            let expired: Vec<FlowKey> = self
+                .flows
+                .iter()
+                .filter(|(_, f)| now.saturating_sub(f.last_ts) > f.idle_limit(config))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in expired {
+                self.close(&key, FlowEnd::Idle);
+            }
+        }
+        self.ready.drain(..)
+    }
+
+    /// Ends the capture: every tracked flow that carried a ClientHello is emitted.
+    pub fn finish(mut self) -> impl Iterator<Item = FlowRecord> {
+        let mut out = std::mem::take(&mut self.ready);
+        for (_, flow) in self.flows.drain() {
+            if let Some(r) = flow.into_record(FlowEnd::CaptureEnd) {
+                out.push(r);
+            }
+        }
+        self.stats.flows_emitted += out.len() as u64;
+        out.sort_by_key(|r| r.first_ts);
+        out.into_iter()
+    }
+
+    fn close(&mut self, key: &FlowKey, end: FlowEnd) {
+        if let Some(flow) = self.flows.remove(key) {
+            self.emit(flow, end);
+        }
+    }
+
+    fn emit(&mut self, flow: Flow, end: FlowEnd) {
+        if let Some(r) = flow.into_record(end) {
+            self.stats.flows_emitted += 1;
+            self.ready.push(r);
+        }
+    }
+
+    fn insert(&mut self, key: FlowKey, flow: Flow) -> bool {
+        if self.flows.len() >= self.config.max_flows {
+            self.stats.flows_refused += 1;
+            return false;
+        }
+        self.stats.flows_started += 1;
+        self.flows.insert(key, flow);
+        true
+    }
+
+    fn tcp(&mut self, ts: Duration, src: IpAddr, dst: IpAddr, tcp: &TcpSegment<'_>) {
+        let from = SocketAddr::new(src, tcp.src_port());
+        let to = SocketAddr::new(dst, tcp.dst_port());
+        let key = FlowKey::new(PROTO_TCP, from, to);
+        let flags = tcp.flags();
+        let payload = tcp.payload();
+        let seq = tcp.seq();
+
+        if flags.syn() && !flags.ack() {
+            // A fresh SYN with another ISN on a known 5-tuple is a new connection.
+            if let Some(old) = self.flows.get(&key) {
+                if old.client_isn == Some(seq) {
+                    // retransmitted SYN: fall through to counting
+                } else {
+                    self.close(&key, FlowEnd::Reused);
+                }
+            }
+            if !self.flows.contains_key(&key) {
+                let mut flow = Flow::new(FlowTransport::Tcp, from, to, ts);
+                flow.client_isn = Some(seq);
+                if !self.insert(key, flow) {
+                    return;
+                }
+            }
+        } else if !self.flows.contains_key(&key) {
+            // Picked up mid-stream (capture started after the SYN): only a segment that
+            // starts a ClientHello starts a flow.
+            if !looks_like_client_hello(payload) {
+                return;
+            }
+            let mut flow = Flow::new(FlowTransport::Tcp, from, to, ts);
+            flow.client_isn = Some(seq.wrapping_sub(1));
+            if !self.insert(key, flow) {
+                return;
+            }
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_ts = ts;
+        let outbound = from == flow.client;
+        if outbound {
+            flow.packets_out += 1;
+            flow.bytes_out += payload.len() as u64;
+            flow.fin_out |= flags.fin();
+        } else {
+            flow.packets_in += 1;
+            flow.bytes_in += payload.len() as u64;
+            flow.fin_in |= flags.fin();
+            if flags.syn() {
+                flow.records.start_at(seq.wrapping_add(1));
+            }
+        }
+
+        let mut not_tls = false;
+        if !payload.is_empty() {
+            if outbound {
+                if let (Some(isn), HelloState::Pending { .. }) = (flow.client_isn, &flow.hello) {
+                    let offset = seq.wrapping_sub(isn).wrapping_sub(1);
+                    not_tls = matches!(
+                        tcp_hello_bytes(&mut flow.hello, &self.config, offset, payload),
+                        HelloStep::NotTls
+                    );
+                }
+            } else {
+                flow.records.segment(seq, payload);
+            }
+        }
+
+        if not_tls {
+            self.stats.flows_not_tls += 1;
+            self.flows.remove(&key);
+        } else if flags.rst() {
+            self.close(&key, FlowEnd::Reset);
+        } else if flow_fins(&self.flows, &key) {
+            self.close(&key, FlowEnd::Fin);
+        }
+    }
+
+    fn udp(&mut self, ts: Duration, src: IpAddr, dst: IpAddr, udp: &UdpDatagram<'_>) {
+        let from = SocketAddr::new(src, udp.src_port());
+        let to = SocketAddr::new(dst, udp.dst_port());
+        let key = FlowKey::new(PROTO_UDP, from, to);
+        let payload = udp.payload();
+        if !self.flows.contains_key(&key) {
+            if !quic::looks_like_initial(payload) {
+                return;
+            }
+            let flow = Flow::new(FlowTransport::Quic, from, to, ts);
+            if !self.insert(key, flow) {
+                return;
+            }
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_ts = ts;
+        let outbound = from == flow.client;
+        if outbound {
+            flow.packets_out += 1;
+            flow.bytes_out += payload.len() as u64;
+        } else {
+            flow.packets_in += 1;
+            flow.bytes_in += payload.len() as u64;
+        }
+        if !outbound {
+            return;
+        }
+        let HelloState::Pending { assembler, packets } = &mut flow.hello else {
+            return;
+        };
+        *packets = packets.saturating_add(1);
+        let first = *packets == 1;
+        let over = *packets > self.config.max_hello_packets;
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| vec![0; quic::SCRATCH_LEN]);
+        let step = match quic::client_datagram(assembler, scratch, first, payload) {
+            quic::Step::Waiting if over => HelloStep::NotTls,
+            quic::Step::Waiting => HelloStep::Waiting,
+            quic::Step::Hello(summary) => {
+                flow.hello = HelloState::Done(summary);
+                HelloStep::Completed
+            }
+            quic::Step::NotQuic => HelloStep::NotTls,
+        };
+        if matches!(step, HelloStep::NotTls) {
+            self.stats.flows_not_tls += 1;
+            self.flows.remove(&key);
+        }
+    }
+}
+
+fn flow_fins(flows: &HashMap<FlowKey, Flow>, key: &FlowKey) -> bool {
+    flows.get(key).is_some_and(|f| f.fin_out && f.fin_in)
+}
+
+/// Bytes from the client at stream `offset` while the hello is pending.
+fn tcp_hello_bytes(
+    hello: &mut HelloState,
+    config: &FlowConfig,
+    offset: u32,
+    payload: &[u8],
+) -> HelloStep {
+    let HelloState::Pending { assembler, packets } = hello else {
+        return HelloStep::Completed;
+    };
+    *packets = packets.saturating_add(1);
+    // Sequence numbers far outside the hello buffer are stale or foreign segments.
+    if offset > (1 << 20) {
+        return HelloStep::Waiting;
+    }
+    if assembler.is_none() {
+        if offset == 0 {
+            if !looks_like_client_hello(payload) {
+                return HelloStep::NotTls;
+            }
+            // Fast path: the whole hello in the first segment's first record.
+            if let Some(summary) = single_record_hello(payload) {
+                *hello = HelloState::Done(summary);
+                return HelloStep::Completed;
+            }
+        }
+        *assembler = Some(Box::new(HelloAssembler::new(StreamKind::Tls)));
+    }
+    let over = *packets > config.max_hello_packets;
+    let Some(asm) = assembler.as_mut() else {
+        return HelloStep::Waiting;
+    };
+    let summary = match asm.push(u64::from(offset), payload) {
+        Ok(Progress::Complete(ch)) => HelloSummary::new(&ch, Ja4Transport::Tcp),
+        Ok(Progress::NeedMore) if over => return HelloStep::NotTls,
+        Ok(Progress::NeedMore) => return HelloStep::Waiting,
+        Err(_) => return HelloStep::NotTls,
+    };
+    *hello = HelloState::Done(summary);
+    HelloStep::Completed
+}
+
+fn single_record_hello(payload: &[u8]) -> Option<HelloSummary> {
+    let header = RecordHeader::parse(payload).ok()?;
+    let body = payload.get(5..5 + header.length)?;
+    let hello = ClientHello::parse(body).ok()?;
+    Some(HelloSummary::new(&hello, Ja4Transport::Tcp))
+}

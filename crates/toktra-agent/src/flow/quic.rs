@@ -1,0 +1,50 @@
+//! The QUIC side of the tracker: client Initials are decrypted (keys from their DCID)
+//! and their CRYPTO frames reassembled until the ClientHello is complete.
+
+use toktra_wire::assembler::{HelloAssembler, Progress, StreamKind};
+use toktra_wire::ja4::Transport;
+use toktra_wire::quic::feed_client_datagram;
+
+use super::HelloSummary;
+
+pub(crate) use toktra_wire::quic::looks_like_initial;
+
+/// Largest UDP payload; client Initials are at least 1200 bytes and at most one
+/// path MTU, but a capture may hold anything up to this.
+pub(crate) const SCRATCH_LEN: usize = 65_535;
+
+pub(crate) enum Step {
+    Waiting,
+    Hello(HelloSummary),
+    NotQuic,
+}
+
+/// One client datagram while the hello is pending. `first` marks the datagram that
+/// created the flow: if even that one does not decrypt, the flow is not QUIC. Later
+/// undecryptable datagrams (0-RTT, Initials after a Retry or with the server's CID)
+/// are ignored.
+pub(crate) fn client_datagram(
+    assembler: &mut Option<Box<HelloAssembler>>,
+    scratch: &mut [u8],
+    first: bool,
+    datagram: &[u8],
+) -> Step {
+    let asm =
+        assembler.get_or_insert_with(|| Box::new(HelloAssembler::new(StreamKind::QuicCrypto)));
+    match feed_client_datagram(datagram, scratch, asm) {
+        Ok((_, Progress::Complete(hello))) => {
+            Step::Hello(HelloSummary::new(&hello, Transport::Quic))
+        }
+        Ok((_, Progress::NeedMore)) => Step::Waiting,
+        Err(_) if first => Step::NotQuic,
+        Err(_) => {
+            // A broken CRYPTO stream stays broken in the assembler; anything else is
+            // just a packet we cannot read.
+            if asm.client_hello().is_none() && asm.push(0, &[]).is_err() {
+                Step::NotQuic
+            } else {
+                Step::Waiting
+            }
+        }
+    }
+}
