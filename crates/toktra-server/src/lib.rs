@@ -22,6 +22,7 @@ pub mod agent_api;
 pub mod budget;
 pub mod ca;
 mod classify;
+pub mod dashboard;
 pub mod metrics;
 pub mod ops;
 mod tls;
@@ -205,7 +206,17 @@ impl Server {
             stop_rx.clone(),
             state.metrics.clone(),
         ))];
-        let admin_router = admin_api::admin_router(state.clone());
+        let admin_router = admin_api::admin_router(state.clone()).merge(dashboard::router(
+            Arc::new(dashboard::store_data::StoreData::new(state.store.clone())),
+            dashboard::DashboardConfig {
+                ingest_url: format!(
+                    "https://{}:{}",
+                    config.agent_hostnames.first().map_or("localhost", String::as_str),
+                    agent_addr.port()
+                ),
+                secure_cookies: config.admin_tls,
+            },
+        ));
         let admin_tls = if config.admin_tls {
             Some(tls::admin_server_config(&ca)?)
         } else {

@@ -106,16 +106,17 @@ pub struct BudgetInput {
     pub rollover: bool,
 }
 
+/// A user as agents report them (`ACME\jsmith`), with what the directory knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserDepartment {
+pub struct UserRow {
     pub user_id: String,
-    pub department: String,
+    pub email: Option<String>,
+    pub department: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EnrollmentTokenRow {
     pub id: String,
-    pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub uses: u64,
@@ -130,14 +131,15 @@ pub struct NewEnrollmentToken {
     pub secret: String,
 }
 
-/// One recent observation, for the overview's activity list.
+/// Recent use: one user with one product in one hour.
 #[derive(Debug, Clone)]
 pub struct ActivityRow {
-    pub at: DateTime<Utc>,
-    pub hostname: Option<String>,
-    pub user_id: Option<String>,
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    pub user_id: String,
     pub provider: String,
-    pub product: Option<String>,
+    pub product: String,
+    pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
@@ -160,16 +162,18 @@ pub trait DashboardData: Send + Sync + 'static {
 
     async fn budgets(&self, org_id: &str, now: DateTime<Utc>) -> DataResult<Vec<BudgetRow>>;
     async fn upsert_budget(&self, org_id: &str, budget: &BudgetInput) -> DataResult<()>;
-    async fn user_departments(&self, org_id: &str) -> DataResult<Vec<UserDepartment>>;
-    /// Sets (or replaces) each user's department in one transaction.
-    async fn set_user_departments(&self, org_id: &str, mapping: &[UserDepartment])
+    async fn users(&self, org_id: &str) -> DataResult<Vec<UserRow>>;
+    /// Puts a user in a department (keeping the e-mail the directory has for them).
+    async fn set_user_department(&self, org_id: &str, user_id: &str, department: &str)
     -> DataResult<()>;
+    /// Imports `user_id,email,department` lines (the format of the admin API and
+    /// `toktra admin`); returns how many users were written.
+    async fn import_users_csv(&self, org_id: &str, csv: &str) -> DataResult<usize>;
 
     async fn enrollment_tokens(&self, org_id: &str) -> DataResult<Vec<EnrollmentTokenRow>>;
     async fn create_enrollment_token(
         &self,
         org_id: &str,
-        label: Option<&str>,
         expires_at: Option<DateTime<Utc>>,
         max_uses: Option<u64>,
     ) -> DataResult<NewEnrollmentToken>;

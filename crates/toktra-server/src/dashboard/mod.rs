@@ -10,6 +10,7 @@ pub mod auth;
 pub mod charts;
 pub mod data;
 pub mod model;
+pub mod store_data;
 pub mod views;
 
 use auth::{Flash, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, Sessions};
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{Duration, Utc};
-use data::{BudgetInput, DashboardData, DataError, UsageFilter, UsageRow, UserDepartment};
+use data::{BudgetInput, DashboardData, DataError, UsageFilter, UsageRow};
 use maud::Markup;
 use model::Selection;
 use serde::Deserialize;
@@ -463,15 +464,15 @@ fn flash(d: &Dashboard, admin: &Admin, ok: bool, text: String) {
 async fn budgets(State(d): State<Shared>, admin: Admin) -> PageResult {
     let org = &admin.session.org_id;
     let list = d.data.budgets(org, Utc::now()).await?;
-    let mapping = d.data.user_departments(org).await?;
+    let users = d.data.users(org).await?;
     let mut departments: Vec<String> = list
         .iter()
         .filter_map(|b| b.department.clone())
-        .chain(mapping.iter().map(|m| m.department.clone()))
+        .chain(users.iter().filter_map(|m| m.department.clone()))
         .collect();
     departments.sort();
     departments.dedup();
-    let body = views::budgets(&list, &mapping, &departments, &admin.session.csrf);
+    let body = views::budgets(&list, &users, &departments, &admin.session.csrf);
     page(&d, &admin, Page::Budgets, "Budgets", body).await
 }
 
@@ -525,15 +526,15 @@ struct MapForm {
 
 async fn map_user(State(d): State<Shared>, admin: Admin, Form(f): Form<MapForm>) -> PageResult {
     admin.check_csrf(&f.csrf)?;
-    let m = UserDepartment {
-        user_id: f.user_id.trim().to_owned(),
-        department: f.department.trim().to_owned(),
-    };
-    if m.user_id.is_empty() || m.department.is_empty() {
+    let (user, department) = (f.user_id.trim(), f.department.trim());
+    if user.is_empty() || department.is_empty() {
         flash(&d, &admin, false, "Both the user and the department are needed.".into());
     } else {
-        d.data.set_user_departments(&admin.session.org_id, std::slice::from_ref(&m)).await?;
-        flash(&d, &admin, true, format!("{} now counts against {}.", m.user_id, m.department));
+        match d.data.set_user_department(&admin.session.org_id, user, department).await {
+            Ok(()) => flash(&d, &admin, true, format!("{user} now counts against {department}.")),
+            Err(DataError::Invalid(t)) => flash(&d, &admin, false, t),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(see_other(&format!("{BASE}/budgets")))
 }
@@ -544,52 +545,13 @@ struct ImportForm {
     csv: String,
 }
 
-/// Most rows one import takes; a larger directory goes in several files.
-const MAX_IMPORT_ROWS: usize = 10_000;
-
-/// Parses `user,department` lines. All or nothing: one bad line refuses the file,
-/// naming the line, so a half-applied import never happens.
-pub fn parse_mapping_csv(text: &str) -> Result<Vec<UserDepartment>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let mut out = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
-        let line = i + 1;
-        let rec = rec.map_err(|e| format!("line {line}: {e}"))?;
-        if rec.iter().all(str::is_empty) {
-            continue;
-        }
-        if line == 1 && rec.get(0).is_some_and(|c| c.eq_ignore_ascii_case("user") || c.eq_ignore_ascii_case("user_id")) {
-            continue;
-        }
-        match (rec.len(), rec.get(0), rec.get(1)) {
-            (2, Some(u), Some(dep)) if !u.is_empty() && !dep.is_empty() => out.push(UserDepartment {
-                user_id: u.to_owned(),
-                department: dep.to_owned(),
-            }),
-            _ => return Err(format!("line {line}: expected two non-empty fields, user and department")),
-        }
-        if out.len() > MAX_IMPORT_ROWS {
-            return Err(format!("more than {MAX_IMPORT_ROWS} rows; split the file"));
-        }
-    }
-    if out.is_empty() {
-        return Err("the CSV has no rows".into());
-    }
-    Ok(out)
-}
-
 async fn import_mapping(State(d): State<Shared>, admin: Admin, Form(f): Form<ImportForm>) -> PageResult {
     admin.check_csrf(&f.csrf)?;
-    match parse_mapping_csv(&f.csv) {
-        Ok(rows) => {
-            d.data.set_user_departments(&admin.session.org_id, &rows).await?;
-            flash(&d, &admin, true, format!("Imported {} user mappings.", rows.len()));
-        }
-        Err(e) => flash(&d, &admin, false, format!("Nothing imported: {e}.")),
+    match d.data.import_users_csv(&admin.session.org_id, &f.csv).await {
+        Ok(0) => flash(&d, &admin, false, "The CSV has no rows.".into()),
+        Ok(n) => flash(&d, &admin, true, format!("Imported {n} users.")),
+        Err(DataError::Invalid(t)) => flash(&d, &admin, false, format!("Nothing imported: {t}")),
+        Err(e) => return Err(e.into()),
     }
     Ok(see_other(&format!("{BASE}/budgets")))
 }
@@ -622,8 +584,6 @@ async fn enrollment(State(d): State<Shared>, admin: Admin) -> PageResult {
 struct TokenForm {
     csrf: String,
     #[serde(default)]
-    label: String,
-    #[serde(default)]
     expires_days: String,
     #[serde(default)]
     max_uses: String,
@@ -649,9 +609,8 @@ async fn create_token(State(d): State<Shared>, admin: Admin, Form(f): Form<Token
             return Ok(see_other(&back));
         }
     };
-    let label = Some(f.label.trim()).filter(|s| !s.is_empty());
     let expires = days.map(|n| Utc::now() + Duration::days(n as i64));
-    let t = d.data.create_enrollment_token(&admin.session.org_id, label, expires, uses).await?;
+    let t = d.data.create_enrollment_token(&admin.session.org_id, expires, uses).await?;
     tracing::info!(admin = %admin.session.email, token = %t.id, "dashboard: enrollment token created");
     d.sessions.set_flash(
         &admin.token,
@@ -703,19 +662,6 @@ async fn asset(Path(file): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mapping_csv() {
-        let rows = parse_mapping_csv("user,department\nACME\\jsmith, Engineering\n\n\"doe, j\",Sales\n").unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].user_id, "ACME\\jsmith");
-        assert_eq!(rows[0].department, "Engineering");
-        assert_eq!(rows[1].user_id, "doe, j");
-        let e = parse_mapping_csv("ann,eng\nbob\n").unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
-        assert!(parse_mapping_csv("user,department\n").is_err());
-        assert!(parse_mapping_csv("a,b,c\n").is_err());
-    }
 
     #[test]
     fn emails() {

@@ -5,7 +5,7 @@
 use super::auth::Flash;
 use super::charts::{self, PALETTE, Series, compact, grouped};
 use super::data::{
-    ActivityRow, BudgetRow, DeviceRow, DeviceStatus, EnrollmentTokenRow, UserDepartment,
+    ActivityRow, BudgetRow, DeviceRow, DeviceStatus, EnrollmentTokenRow, UserRow,
 };
 use super::model::{self, Selection, UsageSummary};
 use chrono::{DateTime, Utc};
@@ -228,15 +228,15 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
             h2 { "Recent activity" }
             div.table-wrap {
                 table.data #activity {
-                    thead { tr { th { "When" } th { "User" } th { "Device" } th { "Provider" } th { "Product" } th.num { "Est. tokens" } } }
+                    thead { tr { th { "Hour (UTC)" } th { "User" } th { "Product" } th { "Provider" } th.num { "Requests" } th.num { "Est. tokens" } } }
                     tbody {
                         @for a in d.activity {
                             tr {
-                                td title=(a.at.format("%Y-%m-%d %H:%M UTC")) { (ago(Some(a.at), d.now)) }
-                                td { (a.user_id.as_deref().unwrap_or("—")) }
-                                td { (a.hostname.as_deref().unwrap_or("—")) }
+                                td title=(ago(Some(a.hour), d.now)) { (a.hour.format("%b %-d, %H:00")) }
+                                td.mono { (a.user_id) }
+                                td { (a.product) }
                                 td { (a.provider) }
-                                td { (a.product.as_deref().unwrap_or("—")) }
+                                td.num { (grouped(a.requests)) }
                                 td.num { (grouped(a.input_tokens + a.output_tokens)) }
                             }
                         }
@@ -486,7 +486,7 @@ pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup 
     }
 }
 
-pub fn budgets(budgets: &[BudgetRow], mapping: &[UserDepartment], departments: &[String], csrf: &str) -> Markup {
+pub fn budgets(budgets: &[BudgetRow], users: &[UserRow], departments: &[String], csrf: &str) -> Markup {
     html! {
         section.card {
             h2 { "Budgets · " (budgets.first().map(|b| b.period.as_str()).unwrap_or("this month")) }
@@ -527,10 +527,16 @@ pub fn budgets(budgets: &[BudgetRow], mapping: &[UserDepartment], departments: &
                 div {
                     div.table-wrap {
                         table.data #mapping {
-                            thead { tr { th { "User" } th { "Department" } } }
+                            thead { tr { th { "User" } th { "E-mail" } th { "Department" } } }
                             tbody {
-                                @for m in mapping { tr { td.mono { (m.user_id) } td { (m.department) } } }
-                                @if mapping.is_empty() { tr { td colspan="2" .muted { "No users mapped yet." } } }
+                                @for m in users {
+                                    tr data-user=(m.user_id) {
+                                        td.mono { (m.user_id) }
+                                        td { (m.email.as_deref().unwrap_or("—")) }
+                                        td { (m.department.as_deref().unwrap_or("— (organization)")) }
+                                    }
+                                }
+                                @if users.is_empty() { tr { td colspan="3" .muted { "No users known yet." } } }
                             }
                         }
                     }
@@ -543,9 +549,9 @@ pub fn budgets(budgets: &[BudgetRow], mapping: &[UserDepartment], departments: &
                 }
                 form #csv-import method="post" action=(format!("{BASE}/budgets/mapping/import")) {
                     (csrf_field(csrf))
-                    label for="csv" { "Import CSV: " code { "user,department" } " per line (a header line is optional)" }
+                    label for="csv" { "Import CSV: " code { "user_id,email,department" } " per line (a header line is optional; empty fields mean none)" }
                     input #csv-file type="file" accept=".csv,text/csv" hidden;
-                    textarea #csv name="csv" rows="6" placeholder="user,department\nACME\\jsmith,Engineering" {}
+                    textarea #csv name="csv" rows="6" placeholder="user_id,email,department\nACME\\jsmith,jsmith@acme.example,Engineering" {}
                     button.secondary type="submit" { "Import" }
                 }
             }
@@ -632,7 +638,7 @@ pub fn enrollment(v: &EnrollView<'_>, csrf: &str) -> Markup {
                             @let used_up = t.max_uses.is_some_and(|m| t.uses >= m);
                             @let state = if t.revoked { "revoked" } else if expired { "expired" } else if used_up { "used up" } else { "active" };
                             tr data-token=(t.id) data-state=(state) {
-                                td { (t.label.as_deref().unwrap_or("—")) br; small.muted.mono { (t.id) } }
+                                td.mono { (t.id) }
                                 td { (t.created_at.format("%Y-%m-%d")) }
                                 td { @match t.expires_at { Some(e) => (e.format("%Y-%m-%d %H:%M")), None => "never" } }
                                 td.num { (t.uses) @if let Some(m) = t.max_uses { " / " (m) } }
@@ -653,7 +659,6 @@ pub fn enrollment(v: &EnrollView<'_>, csrf: &str) -> Markup {
             }
             form.inline #create-token method="post" action=(format!("{BASE}/enrollment/tokens")) {
                 (csrf_field(csrf))
-                label.field { span { "Label" } input name="label" placeholder="Finance laptops"; }
                 label.field { span { "Expires in (days)" } input name="expires_days" type="number" min="1" max="3650" placeholder="never"; }
                 label.field { span { "Max uses" } input name="max_uses" type="number" min="1" placeholder="unlimited"; }
                 button.primary type="submit" { "Create token" }

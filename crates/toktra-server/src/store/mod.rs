@@ -200,6 +200,18 @@ pub struct UsagePage {
     pub total_count: i64,
 }
 
+/// A dashboard administrator of one organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminUser {
+    pub id: String,
+    pub org_id: String,
+    /// Stored lower-case; unique across the server.
+    pub email: String,
+    /// argon2id PHC string; never the password.
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Everything the server persists. Implementations must make `ingest` one transaction
 /// and safe under concurrency: two batches racing never lose or double an event or a
 /// roll-up increment.
@@ -279,6 +291,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<i64>;
 
     async fn usage(&self, q: &UsageQuery) -> Result<UsagePage>;
+
+    /// Creates a dashboard administrator; `Conflict` if the e-mail is taken.
+    async fn create_admin_user(&self, a: &AdminUser) -> Result<()>;
+    /// The administrator with this (lower-case) e-mail.
+    async fn admin_user_by_email(&self, email: &str) -> Result<Option<AdminUser>>;
 }
 
 /// Hour bucket (epoch seconds) of an event: the roll-up's time key.

@@ -6,7 +6,10 @@ use super::*;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres_0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres_0001_init.sql")),
+    (2, include_str!("../../migrations/postgres_0002_admin_users.sql")),
+];
 /// Serializes migrations between nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x746f_6b74_7261;
 
@@ -564,6 +567,41 @@ impl Store for PgStore {
         .bind(department)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    async fn create_admin_user(&self, a: &AdminUser) -> Result<()> {
+        sqlx::query("INSERT INTO admin_users (id, org_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&a.id)
+            .bind(&a.org_id)
+            .bind(&a.email)
+            .bind(&a.password_hash)
+            .bind(ms(a.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+                    StoreError::Conflict(format!("an administrator {} already exists (or org {} does not)", a.email, a.org_id))
+                }
+                other => other.into(),
+            })?;
+        Ok(())
+    }
+
+    async fn admin_user_by_email(&self, email: &str) -> Result<Option<AdminUser>> {
+        let r = sqlx::query("SELECT id, org_id, email, password_hash, created_at FROM admin_users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| -> std::result::Result<AdminUser, sqlx::Error> {
+            Ok(AdminUser {
+                id: r.try_get(0)?,
+                org_id: r.try_get(1)?,
+                email: r.try_get(2)?,
+                password_hash: r.try_get(3)?,
+                created_at: from_ms(r.try_get(4)?),
+            })
+        })
+        .transpose()?)
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<UsagePage> {

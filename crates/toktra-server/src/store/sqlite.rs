@@ -7,7 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite_0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite_0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite_0002_admin_users.sql")),
+];
 const READERS: usize = 4;
 
 pub struct SqliteStore {
@@ -544,6 +547,44 @@ impl Store for SqliteStore {
                 "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage_hourly u WHERE u.org_id = ?1 AND u.hour >= ?2 AND u.hour < ?3 AND (?4 IS NULL OR u.user_id IN (SELECT user_id FROM users WHERE org_id = ?1 AND department = ?4))",
             )?;
             Ok(st.query_row(params![o, s, e, d], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn create_admin_user(&self, a: &AdminUser) -> Result<()> {
+        let a = a.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO admin_users (id, org_id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.id, a.org_id, a.email, a.password_hash, ms(a.created_at)],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Conflict(format!("an administrator {} already exists (or org {} does not)", a.email, a.org_id))
+                }
+                other => other.into(),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn admin_user_by_email(&self, email: &str) -> Result<Option<AdminUser>> {
+        let e = email.to_owned();
+        self.read(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT id, org_id, email, password_hash, created_at FROM admin_users WHERE email = ?1",
+            )?;
+            let mut rows = s.query_map([e], |r| {
+                Ok(AdminUser {
+                    id: r.get(0)?,
+                    org_id: r.get(1)?,
+                    email: r.get(2)?,
+                    password_hash: r.get(3)?,
+                    created_at: from_ms(r.get(4)?),
+                })
+            })?;
+            Ok(rows.next().transpose()?)
         })
         .await
     }
