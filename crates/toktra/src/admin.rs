@@ -56,6 +56,26 @@ enum Cmd {
     User(UserCmd),
     /// Usage per user, product and period (as GET /v1/usage).
     Usage(UsageArgs),
+    /// Administrators who sign in to the web dashboard.
+    #[command(subcommand, name = "dashboard-user")]
+    DashboardUser(DashboardUserCmd),
+}
+
+#[derive(Subcommand)]
+enum DashboardUserCmd {
+    /// Create a dashboard administrator of one organization; prints the new id. The
+    /// password (12 characters at least) is read from standard input, so it never
+    /// shows in the process list or shell history; it is stored as an argon2id hash.
+    Create {
+        #[arg(long, value_name = "ORG_ID")]
+        org: String,
+        /// The sign-in name (unique on this server).
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -416,6 +436,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let n = admin.import_users_csv(&org, &text).await?;
             print(json, &serde_json::json!({"imported": n}), |_| n.to_string())?;
+        }
+        Cmd::DashboardUser(DashboardUserCmd::Create { org, email, password_stdin: _ }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let data = toktra_server::dashboard::store_data::StoreData::new(store.clone());
+            let a = toktra_server::dashboard::create_admin(&data, &org, &email, password).await?;
+            print(json, &serde_json::json!({"id": a.id, "org_id": a.org_id, "email": a.email}), |_| a.id.clone())?;
         }
         Cmd::Usage(u) => {
             let params = UsageParams {
