@@ -99,6 +99,28 @@ fn alpn_code(hello: &ClientHello<'_>) -> [u8; 2] {
     }
 }
 
+/// Insertion sort for the at most 128 values of one list. Not `sort_unstable`: core's
+/// sort keeps a panic path (its Ord-violation check) that survives LTO, and the kernel
+/// driver links with a check that fails on any surviving panic path.
+fn sort_small(values: &mut [u16]) {
+    for i in 1..values.len() {
+        let mut j = i;
+        while let Some(prev) = j.checked_sub(1) {
+            let Some([a, b]) = values
+                .get_mut(prev..=j)
+                .and_then(|w| <&mut [u16; 2]>::try_from(w).ok())
+            else {
+                break;
+            };
+            if *a <= *b {
+                break;
+            }
+            core::mem::swap(a, b);
+            j = prev;
+        }
+    }
+}
+
 /// Feeds `values` (GREASE already removed, and any other exclusions applied by the
 /// caller) to `sink` in ascending order, duplicates kept.
 fn for_each_sorted<I, F>(values: I, mut sink: F)
@@ -124,7 +146,7 @@ where
     }
     if fits {
         let sorted = small.get_mut(..n).unwrap_or_default();
-        sorted.sort_unstable();
+        sort_small(sorted);
         sorted.iter().for_each(|&v| sink(v));
         return;
     }
