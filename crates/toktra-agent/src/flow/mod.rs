@@ -518,7 +518,7 @@ fn tcp_hello_bytes(
     }
     if assembler.is_none() {
         if offset == 0 {
-            if !looks_like_client_hello(payload) {
+            if !could_start_client_hello(payload) {
                 return HelloStep::NotTls;
             }
             // Fast path: the whole hello in the first segment's first record.
@@ -541,6 +541,16 @@ fn tcp_hello_bytes(
     };
     *hello = HelloState::Done(summary);
     HelloStep::Completed
+}
+
+/// Like `looks_like_client_hello`, but a first segment shorter than the six bytes it
+/// needs (a hello split right after its first bytes) is judged on what it has.
+fn could_start_client_hello(payload: &[u8]) -> bool {
+    match payload {
+        [] => true,
+        [22] | [22, 3] | [22, 3, 0..=4] | [22, 3, 0..=4, _] | [22, 3, 0..=4, _, _] => true,
+        _ => looks_like_client_hello(payload),
+    }
 }
 
 fn single_record_hello(payload: &[u8]) -> Option<HelloSummary> {
