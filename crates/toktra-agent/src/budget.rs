@@ -26,11 +26,14 @@ pub struct Notice {
     pub body: String,
 }
 
+/// (user, department, period) of a budget entry.
+type EntryKey = (Option<String>, Option<String>, String);
+
 /// Remembers what the user was last told so each crossing is told once.
 #[derive(Debug, Default)]
 pub struct BudgetWatcher {
     last: Option<BudgetStatus>,
-    told: HashMap<(Option<String>, Option<String>, String), (Option<u8>, BudgetState)>,
+    told: HashMap<EntryKey, (Option<u8>, BudgetState)>,
 }
 
 fn scope(e: &BudgetEntry) -> String {
@@ -54,9 +57,12 @@ impl BudgetWatcher {
             let prev = self.told.get(&key).copied();
             let (prev_pct, prev_state) = prev.unwrap_or((None, BudgetState::Ok));
             let crossed_threshold = e.threshold_pct.is_some() && e.threshold_pct > prev_pct;
-            let newly_exceeded = e.state == BudgetState::Exceeded && prev_state != BudgetState::Exceeded;
+            let newly_exceeded =
+                e.state == BudgetState::Exceeded && prev_state != BudgetState::Exceeded;
             if crossed_threshold || newly_exceeded {
-                let pct = e.threshold_pct.unwrap_or(if newly_exceeded { 100 } else { 75 });
+                let pct = e
+                    .threshold_pct
+                    .unwrap_or(if newly_exceeded { 100 } else { 75 });
                 let summary = if e.state == BudgetState::Exceeded && e.hard_cap {
                     format!("Toktra: LLM budget of the {} reached (hard cap)", scope(e))
                 } else if e.state == BudgetState::Exceeded {
@@ -78,7 +84,8 @@ impl BudgetWatcher {
                 );
                 out.push(Notice { summary, body });
             }
-            self.told.insert(key, (e.threshold_pct.max(prev_pct), e.state));
+            self.told
+                .insert(key, (e.threshold_pct.max(prev_pct), e.state));
         }
         self.last = Some(status);
         out
@@ -106,7 +113,9 @@ impl DesktopNotifier {
 impl Notifier for DesktopNotifier {
     fn notify(&self, summary: &str, body: &str) {
         if !Self::session_bus_present() {
-            tracing::info!("budget notice (no desktop session bus, so logged instead of shown): {summary}: {body}");
+            tracing::info!(
+                "budget notice (no desktop session bus, so logged instead of shown): {summary}: {body}"
+            );
             return;
         }
         match notify_rust::Notification::new()
@@ -116,7 +125,9 @@ impl Notifier for DesktopNotifier {
             .show()
         {
             Ok(_) => tracing::info!("budget notice shown: {summary}"),
-            Err(e) => tracing::info!("budget notice (desktop notification failed: {e}): {summary}: {body}"),
+            Err(e) => tracing::info!(
+                "budget notice (desktop notification failed: {e}): {summary}: {body}"
+            ),
         }
     }
 }

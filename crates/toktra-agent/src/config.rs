@@ -159,7 +159,11 @@ impl ConfigLayer {
             non_empty(name)
                 .map(|v| {
                     v.trim().parse::<u64>().map_err(|_| {
-                        ConfigError::new(name, format!("{v:?} is not a number"), "use a whole number")
+                        ConfigError::new(
+                            name,
+                            format!("{v:?} is not a number"),
+                            "use a whole number",
+                        )
                     })
                 })
                 .transpose()
@@ -209,19 +213,23 @@ impl ConfigLayer {
         if toktra_proto::identity::DeviceIdentity::new(&org_id, "x").is_err() {
             return Err(ConfigError::new(
                 keys::ORG_ID.registry,
-                format!("{org_id:?} contains characters other than letters, digits, '-', '_' or '.' (or is longer than 64)"),
+                format!(
+                    "{org_id:?} contains characters other than letters, digits, '-', '_' or '.' (or is longer than 64)"
+                ),
                 "copy the organization id exactly as the server shows it",
             ));
         }
         let device_id = self.device_id.filter(|d| !d.is_empty());
-        if let Some(d) = &device_id {
-            if toktra_proto::identity::DeviceIdentity::new(&org_id, d).is_err() {
-                return Err(ConfigError::new(
-                    keys::DEVICE_ID.registry,
-                    format!("{d:?} contains characters other than letters, digits, '-', '_' or '.' (or is longer than 64)"),
-                    "leave it empty to have one generated, or use such characters only",
-                ));
-            }
+        if let Some(d) = &device_id
+            && toktra_proto::identity::DeviceIdentity::new(&org_id, d).is_err()
+        {
+            return Err(ConfigError::new(
+                keys::DEVICE_ID.registry,
+                format!(
+                    "{d:?} contains characters other than letters, digits, '-', '_' or '.' (or is longer than 64)"
+                ),
+                "leave it empty to have one generated, or use such characters only",
+            ));
         }
         let cert_subject = self
             .cert_subject
@@ -231,13 +239,20 @@ impl ConfigLayer {
             return Err(ConfigError::new(
                 keys::CERT_SUBJECT.registry,
                 "must be at most 64 printable characters",
-                format!("shorten it; the default is {:?}", keys::DEFAULT_CERT_SUBJECT),
+                format!(
+                    "shorten it; the default is {:?}",
+                    keys::DEFAULT_CERT_SUBJECT
+                ),
             ));
         }
         let log_level = match self.log_level {
             None => LogLevel::default(),
             Some(v) => LogLevel::try_from(v).map_err(|e| {
-                ConfigError::new(keys::LOG_LEVEL.registry, e.to_string(), key_help(keys::LOG_LEVEL))
+                ConfigError::new(
+                    keys::LOG_LEVEL.registry,
+                    e.to_string(),
+                    key_help(keys::LOG_LEVEL),
+                )
             })?,
         };
         let capture_ports = self.capture_ports.unwrap_or_else(|| vec![443]);
@@ -256,7 +271,9 @@ impl ConfigLayer {
                 "use at least 65536 (the default is 104857600, 100 MiB)",
             ));
         }
-        let spool_max_age_secs = self.spool_max_age_secs.unwrap_or(DEFAULT_SPOOL_MAX_AGE_SECS);
+        let spool_max_age_secs = self
+            .spool_max_age_secs
+            .unwrap_or(DEFAULT_SPOOL_MAX_AGE_SECS);
         if spool_max_age_secs == 0 {
             return Err(ConfigError::new(
                 "spool_max_age_secs",
@@ -298,13 +315,17 @@ fn valid_toml_keys() -> Vec<&'static str> {
 pub fn parse_ports(text: &str) -> Result<Vec<u16>, ConfigError> {
     text.split(',')
         .map(|p| {
-            p.trim().parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
-                ConfigError::new(
-                    "capture_ports",
-                    format!("{p:?} is not a port number"),
-                    "use a comma-separated list such as 443,8443",
-                )
-            })
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "capture_ports",
+                        format!("{p:?} is not a port number"),
+                        "use a comma-separated list such as 443,8443",
+                    )
+                })
         })
         .collect()
 }
@@ -404,7 +425,10 @@ mod tests {
     #[test]
     fn missing_default_file_is_empty_but_missing_explicit_file_is_an_error() {
         let p = Path::new("/nonexistent/toktra/agent.toml");
-        assert_eq!(ConfigLayer::from_file(p, false).unwrap(), ConfigLayer::default());
+        assert_eq!(
+            ConfigLayer::from_file(p, false).unwrap(),
+            ConfigLayer::default()
+        );
         assert!(ConfigLayer::from_file(p, true).is_err());
     }
 }

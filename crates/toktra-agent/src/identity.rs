@@ -34,7 +34,9 @@ pub enum IdentityError {
          from the server's admin"
     )]
     NoToken,
-    #[error("the server refused the enrollment token (HTTP {status}): {body}. Fix: create a new token on the server and set EnrollToken")]
+    #[error(
+        "the server refused the enrollment token (HTTP {status}): {body}. Fix: create a new token on the server and set EnrollToken"
+    )]
     TokenRefused { status: u16, body: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -74,8 +76,8 @@ impl StoredIdentity {
 
 pub fn cert_info_der(der: &[u8]) -> Result<CertInfo, IdentityError> {
     use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
     let ts = |t: ASN1Time| {
         DateTime::<Utc>::from_timestamp(t.timestamp(), 0)
             .ok_or_else(|| IdentityError::BadCertificate("validity out of range".into()))
@@ -83,10 +85,10 @@ pub fn cert_info_der(der: &[u8]) -> Result<CertInfo, IdentityError> {
     let mut identity = None;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if let Ok(id) = DeviceIdentity::parse_uri(uri) {
-                    identity = Some(id);
-                }
+            if let GeneralName::URI(uri) = name
+                && let Ok(id) = DeviceIdentity::parse_uri(uri)
+            {
+                identity = Some(id);
             }
         }
     }
@@ -222,7 +224,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), IdentityError
 
 /// The device id: configured, else persisted in the state directory, else a new
 /// random one that is persisted before it is used.
-pub fn ensure_device_id(configured: Option<&str>, state_dir: &Path) -> Result<String, IdentityError> {
+pub fn ensure_device_id(
+    configured: Option<&str>,
+    state_dir: &Path,
+) -> Result<String, IdentityError> {
     if let Some(d) = configured {
         return Ok(d.to_owned());
     }
@@ -266,7 +271,10 @@ fn der_to_pem(der: &[u8]) -> String {
 /// (tolerated) PEM or a bare base64 certificate. Leaf first as the server sends it.
 pub fn parse_est_certs(body: &[u8]) -> Result<Vec<Vec<u8>>, IdentityError> {
     let bad = |m: &str| IdentityError::BadCertificate(m.to_owned());
-    if body.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+    if body
+        .windows(27)
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
         let mut rd = body;
         let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut rd).collect();
         let certs = certs.map_err(|e| bad(&e.to_string()))?;
@@ -283,10 +291,10 @@ pub fn parse_est_certs(body: &[u8]) -> Result<Vec<Vec<u8>>, IdentityError> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|_| bad("response is neither PEM nor base64"))?;
-    if let Some(certs) = pkcs7_certificates(&der) {
-        if !certs.is_empty() {
-            return Ok(certs);
-        }
+    if let Some(certs) = pkcs7_certificates(&der)
+        && !certs.is_empty()
+    {
+        return Ok(certs);
     }
     cert_info_der(&der)?;
     Ok(vec![der])
@@ -306,7 +314,8 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         let (lb, r) = rest.split_at(n);
         rest = r;
-        lb.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        lb.iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
     };
     if rest.len() < len {
         return None;
@@ -319,17 +328,27 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 /// [0] IMPLICIT certificates, ... } } → the certificates.
 fn pkcs7_certificates(der: &[u8]) -> Option<Vec<Vec<u8>>> {
     const SIGNED_DATA_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
-    let (0x30, ci, _) = tlv(der)? else { return None };
-    let (0x06, oid, rest) = tlv(ci)? else { return None };
+    let (0x30, ci, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x06, oid, rest) = tlv(ci)? else {
+        return None;
+    };
     if oid != SIGNED_DATA_OID {
         return None;
     }
-    let (0xa0, explicit, _) = tlv(rest)? else { return None };
-    let (0x30, sd, _) = tlv(explicit)? else { return None };
+    let (0xa0, explicit, _) = tlv(rest)? else {
+        return None;
+    };
+    let (0x30, sd, _) = tlv(explicit)? else {
+        return None;
+    };
     let (_, _version, rest) = tlv(sd)?;
     let (_, _digests, rest) = tlv(rest)?;
     let (_, _encap, rest) = tlv(rest)?;
-    let (0xa0, mut certs, _) = tlv(rest)? else { return None };
+    let (0xa0, mut certs, _) = tlv(rest)? else {
+        return None;
+    };
     let mut out = Vec::new();
     while !certs.is_empty() {
         let start = certs;
@@ -362,7 +381,10 @@ impl Enroller {
         let req = client
             .post(&url)
             .basic_auth(&self.org_id, Some(token))
-            .header("X-Toktra-Device-Id", &self.device_id);
+            .header("X-Toktra-Device-Id", &self.device_id)
+            .header("X-Toktra-Hostname", hostname())
+            .header("X-Toktra-Platform", std::env::consts::OS)
+            .header("X-Toktra-Agent-Version", env!("CARGO_PKG_VERSION"));
         self.send(req, &url, key, csr, true).await
     }
 
@@ -408,7 +430,10 @@ impl Enroller {
         if !status.is_success() {
             return Err(fail(format!(
                 "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             )));
         }
         let certs = parse_est_certs(&bytes)?;
@@ -434,6 +459,15 @@ impl Enroller {
         }
         Ok(id)
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The whole error chain in one line (reqwest hides the useful part in sources).
@@ -488,7 +522,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(store.path(), "garbage").unwrap();
@@ -516,7 +553,10 @@ mod tests {
         let a = ensure_device_id(None, dir.path()).unwrap();
         let b = ensure_device_id(None, dir.path()).unwrap();
         assert_eq!(a, b);
-        assert_eq!(ensure_device_id(Some("fixed"), dir.path()).unwrap(), "fixed");
+        assert_eq!(
+            ensure_device_id(Some("fixed"), dir.path()).unwrap(),
+            "fixed"
+        );
     }
 
     #[test]
@@ -545,7 +585,10 @@ mod tests {
     fn est_bodies_in_every_tolerated_shape() {
         let id = self_signed(1);
         let der = first_cert_der(&id.cert_pem).unwrap();
-        assert_eq!(parse_est_certs(id.cert_pem.as_bytes()).unwrap(), vec![der.clone()]);
+        assert_eq!(
+            parse_est_certs(id.cert_pem.as_bytes()).unwrap(),
+            vec![der.clone()]
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
         assert_eq!(parse_est_certs(b64.as_bytes()).unwrap(), vec![der.clone()]);
 
@@ -567,7 +610,13 @@ mod tests {
             &[
                 enc(0x02, &[1]),
                 enc(0x31, &[]),
-                enc(0x30, &enc(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01])),
+                enc(
+                    0x30,
+                    &enc(
+                        0x06,
+                        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01],
+                    ),
+                ),
                 enc(0xa0, &certs),
                 enc(0x31, &[]),
             ]
@@ -576,7 +625,10 @@ mod tests {
         let ci = enc(
             0x30,
             &[
-                enc(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]),
+                enc(
+                    0x06,
+                    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02],
+                ),
                 enc(0xa0, &sd),
             ]
             .concat(),
@@ -587,7 +639,10 @@ mod tests {
             .chunks(64)
             .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
             .collect();
-        assert_eq!(parse_est_certs(wrapped.as_bytes()).unwrap(), vec![der.clone(), der]);
+        assert_eq!(
+            parse_est_certs(wrapped.as_bytes()).unwrap(),
+            vec![der.clone(), der]
+        );
         assert!(parse_est_certs(b"not a certificate!").is_err());
     }
 }

@@ -11,6 +11,8 @@
 
 pub mod budget;
 pub mod config;
+pub mod demo;
+pub mod flow;
 pub mod identity;
 pub mod pipeline;
 pub mod runner;
@@ -19,4 +21,3 @@ pub mod spool;
 pub mod status;
 pub mod tls;
 pub mod uploader;
-pub mod flow;

@@ -36,6 +36,8 @@ pub struct ObservedFlow {
 /// What the catalog says about a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
+    /// The catalog entry that matched, so estimation uses its ratios.
+    pub entry_id: Option<String>,
     pub provider: String,
     pub product: Option<String>,
     pub category: Option<String>,
@@ -50,7 +52,11 @@ pub trait Classifier: Send + Sync {
 }
 
 /// An LLM event for a flow, or None when the flow is not an LLM flow.
-pub fn to_event(source: Source, classifier: &dyn Classifier, flow: &ObservedFlow) -> Option<FlowEvent> {
+pub fn to_event(
+    source: Source,
+    classifier: &dyn Classifier,
+    flow: &ObservedFlow,
+) -> Option<FlowEvent> {
     // With ECH the SNI is the outer, public name: classifying by it would
     // misattribute the flow, so such flows are only kept if the outer name itself is
     // a catalog host.
@@ -197,6 +203,51 @@ fn store(
     }
 }
 
+/// The embedded provider catalog (toktra-catalog) and its estimator.
+pub struct CatalogClassifier {
+    catalog: &'static toktra_catalog::Catalog,
+}
+
+impl CatalogClassifier {
+    pub fn embedded() -> Self {
+        Self {
+            catalog: toktra_catalog::Catalog::embedded(),
+        }
+    }
+}
+
+impl Classifier for CatalogClassifier {
+    fn classify(&self, host: &str) -> Option<Classification> {
+        let e = self.catalog.lookup(host)?;
+        Some(Classification {
+            entry_id: Some(e.id.clone()),
+            provider: e.provider.clone(),
+            product: Some(e.product.clone()),
+            category: Some(e.category.as_str().to_owned()),
+        })
+    }
+
+    fn estimate(&self, class: &Classification, flow: &ObservedFlow) -> (u64, u64) {
+        let Some(entry) = class
+            .entry_id
+            .as_deref()
+            .and_then(|id| self.catalog.get(id))
+        else {
+            return (0, 0);
+        };
+        let est = toktra_catalog::estimate(
+            entry,
+            &toktra_catalog::FlowBytes {
+                bytes_out: flow.bytes_out,
+                bytes_in: flow.bytes_in,
+                records_in: flow.records_in,
+                http: toktra_catalog::HttpVersion::from_alpn(&flow.alpn),
+            },
+        );
+        (est.est_input_tokens, est.est_output_tokens)
+    }
+}
+
 /// A classifier from a fixed host table, for tests and tools.
 pub struct TableClassifier {
     pub entries: Vec<(String, Classification)>,
@@ -252,6 +303,7 @@ pub(crate) mod tests {
             entries: vec![(
                 "api.openai.com".into(),
                 Classification {
+                    entry_id: None,
                     provider: "openai".into(),
                     product: Some("OpenAI API".into()),
                     category: Some("api".into()),
@@ -259,6 +311,16 @@ pub(crate) mod tests {
             )],
             bytes_per_token: 4.0,
         })
+    }
+
+    #[test]
+    fn the_embedded_catalog_classifies_and_estimates() {
+        let c = CatalogClassifier::embedded();
+        let class = c.classify("API.OpenAI.com").unwrap();
+        assert_eq!(class.provider, "openai");
+        assert!(c.classify("intranet.example").is_none());
+        let (i, o) = c.estimate(&class, &flow("api.openai.com", 40_000));
+        assert!(i > 0 && o > 0, "{i} {o}");
     }
 
     #[tokio::test]
@@ -299,7 +361,12 @@ pub(crate) mod tests {
         assert_eq!(e.est_input_tokens, 100);
         assert_eq!(e.est_output_tokens, 400);
         assert_eq!(e.process.as_ref().unwrap().name, "curl");
-        assert_eq!(counters.non_llm_dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(
+            counters
+                .non_llm_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
         drop(s);
         // Not a byte of the intranet host reached the disk.
         let mut raw = Vec::new();

@@ -170,7 +170,11 @@ pub async fn run(
     tasks.spawn(identity_loop(ctx.clone()));
     tasks.spawn(upload_loop(ctx.clone()));
     tasks.spawn(budget_loop(ctx.clone(), parts.budget_poll));
-    tasks.spawn(status_loop(ctx.clone(), counters.clone(), parts.capture_status.clone()));
+    tasks.spawn(status_loop(
+        ctx.clone(),
+        counters.clone(),
+        parts.capture_status.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("stopping the agent");
@@ -260,7 +264,9 @@ async fn identity_loop(ctx: Arc<Ctx>) {
             *ctx.client.write().await = None;
             continue;
         }
-        let Some(client) = ctx.client.read().await.clone() else { continue };
+        let Some(client) = ctx.client.read().await.clone() else {
+            continue;
+        };
         match ctx.enroller.reenroll(&client).await {
             Ok(new_id) => match ctx.store.save(&new_id) {
                 Ok(()) => match ctx.install(&new_id) {
@@ -406,7 +412,11 @@ async fn upload_loop(ctx: Arc<Ctx>) {
 async fn budget_loop(ctx: Arc<Ctx>, every: Duration) {
     loop {
         let client = wait_for_client(&ctx).await;
-        let url = format!("{}{}", ctx.config.ingest_url, toktra_proto::api::AGENT_BUDGET);
+        let url = format!(
+            "{}{}",
+            ctx.config.ingest_url,
+            toktra_proto::api::AGENT_BUDGET
+        );
         match client.get(&url).send().await {
             Ok(r) if r.status().is_success() => match r.json::<BudgetStatus>().await {
                 Ok(b) => ctx.take_budget(b),
@@ -420,11 +430,7 @@ async fn budget_loop(ctx: Arc<Ctx>, every: Duration) {
 }
 
 fn write_status(ctx: &Ctx, counters: &PipelineCounters, capture: &Mutex<Option<String>>) {
-    let stats = ctx
-        .spool
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .stats();
+    let stats = ctx.spool.lock().unwrap_or_else(|p| p.into_inner()).stats();
     let mut st = ctx.status();
     if let Ok(s) = stats {
         st.spool = s;

@@ -26,7 +26,9 @@ const ROW_OVERHEAD: u64 = 96;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("the disk holding the spool {0} is full; events are being dropped and counted until space is freed")]
+    #[error(
+        "the disk holding the spool {0} is full; events are being dropped and counted until space is freed"
+    )]
     DiskFull(PathBuf),
     #[error("spool {path}: {source}")]
     Sqlite {
@@ -532,7 +534,11 @@ fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: u64) -> rusqlite::Result
     Ok(())
 }
 
-fn add_gap(tx: &rusqlite::Transaction<'_>, count: u64, since: DateTime<Utc>) -> rusqlite::Result<()> {
+fn add_gap(
+    tx: &rusqlite::Transaction<'_>,
+    count: u64,
+    since: DateTime<Utc>,
+) -> rusqlite::Result<()> {
     let since_s = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // `since` keeps the earliest moment: RFC 3339 UTC strings of one format sort as
     // times do.
@@ -651,7 +657,10 @@ mod tests {
         assert_eq!(gap.count, st.dropped_total);
         // The survivors are the newest: the last event is still there.
         let survivors_first = b.events[0].event_id;
-        let idx = evs.iter().position(|e| e.event_id == survivors_first).unwrap();
+        let idx = evs
+            .iter()
+            .position(|e| e.event_id == survivors_first)
+            .unwrap();
         assert_eq!(idx as u64, st.dropped_total);
         s.ack(b.batch_id).unwrap();
         // The gap went with that batch and is not sent twice.
@@ -680,7 +689,11 @@ mod tests {
     fn corrupt_file_is_set_aside_and_a_fresh_spool_starts() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("spool.db");
-        std::fs::write(&p, b"this is not an SQLite database, it is garbage".repeat(200)).unwrap();
+        std::fs::write(
+            &p,
+            b"this is not an SQLite database, it is garbage".repeat(200),
+        )
+        .unwrap();
         let (mut s, rep) = Spool::open(&p, limits()).unwrap();
         let (aside, _reason) = rep.set_aside.unwrap();
         assert!(aside.exists());
@@ -694,7 +707,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Spool::open(&dir.path().join("s.db"), limits()).unwrap();
         let e = event(1);
-        s.append(&[e.clone()], Utc::now()).unwrap();
+        s.append(std::slice::from_ref(&e), Utc::now()).unwrap();
         s.append(&[e], Utc::now()).unwrap();
         assert_eq!(s.stats().unwrap().depth, 1);
     }

@@ -51,7 +51,8 @@ pub fn write(state_dir: &Path, status: &AgentStatus) -> std::io::Result<()> {
 
 pub fn read(state_dir: &Path) -> std::io::Result<AgentStatus> {
     let text = std::fs::read(status_path(state_dir))?;
-    serde_json::from_slice(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -77,10 +78,16 @@ pub fn render(st: &AgentStatus, now: DateTime<Utc>) -> String {
         "agent",
         format!(
             "{} (pid {}, version {}, status written {})",
-            if fresh { "running" } else { "NOT RUNNING (status is stale)" },
+            if fresh {
+                "running"
+            } else {
+                "NOT RUNNING (status is stale)"
+            },
             st.pid,
             st.version,
-            st.updated_at.map(|u| ago(u, now)).unwrap_or_else(|| "never".into())
+            st.updated_at
+                .map(|u| ago(u, now))
+                .unwrap_or_else(|| "never".into())
         ),
     );
     line(&mut o, "server", st.ingest_url.clone());
@@ -132,7 +139,11 @@ pub fn render(st: &AgentStatus, now: DateTime<Utc>) -> String {
         ),
     );
     if let Some(a) = &st.spool_set_aside {
-        line(&mut o, "spool notice", format!("a corrupt spool was set aside as {a}"));
+        line(
+            &mut o,
+            "spool notice",
+            format!("a corrupt spool was set aside as {a}"),
+        );
     }
     line(
         &mut o,
@@ -140,7 +151,9 @@ pub fn render(st: &AgentStatus, now: DateTime<Utc>) -> String {
         match (&st.last_upload_at, &st.last_upload_error) {
             (_, Some(e)) => format!(
                 "FAILING: {e} (last success {})",
-                st.last_upload_at.map(|t| ago(t, now)).unwrap_or_else(|| "never".into())
+                st.last_upload_at
+                    .map(|t| ago(t, now))
+                    .unwrap_or_else(|| "never".into())
             ),
             (Some(t), None) => ago(*t, now),
             (None, None) => "never".into(),
@@ -173,8 +186,13 @@ pub fn render(st: &AgentStatus, now: DateTime<Utc>) -> String {
                     "budget",
                     format!(
                         "{}{}: {} of {} tokens in {} ({:?}{})",
-                        e.department.clone().unwrap_or_else(|| "organization".into()),
-                        e.user.as_ref().map(|u| format!(" / {u}")).unwrap_or_default(),
+                        e.department
+                            .clone()
+                            .unwrap_or_else(|| "organization".into()),
+                        e.user
+                            .as_ref()
+                            .map(|u| format!(" / {u}"))
+                            .unwrap_or_default(),
                         e.used,
                         e.limit,
                         e.period,

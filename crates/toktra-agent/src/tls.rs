@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("server CA file {path}: {reason}. Fix: point server_ca (TOKTRA_SERVER_CA) at the PEM file of the CA that signed the server's certificate")]
+    #[error(
+        "server CA file {path}: {reason}. Fix: point server_ca (TOKTRA_SERVER_CA) at the PEM file of the CA that signed the server's certificate"
+    )]
     ServerCa { path: PathBuf, reason: String },
     #[error("device key or certificate unusable: {0}")]
     Identity(String),

@@ -57,7 +57,9 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
         Duration::from_secs(secs)
     } else {
         let t = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-        (t.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO)
+        (t.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     };
     Some(d.min(Duration::from_secs(3600)))
 }
@@ -69,12 +71,9 @@ pub async fn send_batch(
     batch: &Batch,
 ) -> Result<IngestResponse, UploadError> {
     let url = format!("{ingest_url}{}", toktra_proto::api::INGEST_BATCHES);
-    let resp = client
-        .post(&url)
-        .json(batch)
-        .send()
-        .await
-        .map_err(|e| UploadError::Transient(format!("{url}: {}", crate::identity::error_chain(&e))))?;
+    let resp = client.post(&url).json(batch).send().await.map_err(|e| {
+        UploadError::Transient(format!("{url}: {}", crate::identity::error_chain(&e)))
+    })?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -86,9 +85,8 @@ pub async fn send_batch(
         .await
         .map_err(|e| UploadError::Transient(format!("{url}: reading the answer: {e}")))?;
     match status {
-        200..=299 => serde_json::from_slice::<IngestResponse>(&body).map_err(|e| {
-            UploadError::Transient(format!("{url}: unreadable acknowledgement: {e}"))
-        }),
+        200..=299 => serde_json::from_slice::<IngestResponse>(&body)
+            .map_err(|e| UploadError::Transient(format!("{url}: unreadable acknowledgement: {e}"))),
         429 | 503 if retry_after.is_some() => Err(UploadError::RetryAfter {
             status,
             after: retry_after.unwrap_or_default(),
@@ -100,7 +98,10 @@ pub async fn send_batch(
         }),
         _ => Err(UploadError::Transient(format!(
             "{url}: HTTP {status}: {}",
-            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
         ))),
     }
 }
@@ -128,7 +129,10 @@ mod tests {
             parse_retry_after("Thu, 26 Nov 2026 07:00:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("999999", now), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_retry_after("999999", now),
+            Some(Duration::from_secs(3600))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -102,8 +102,10 @@ pub fn start(
         .snaplen(65_535)
         .buffer_size(8 << 20)
         // Packets are delivered in ring blocks; a block is handed over at the latest
-        // after this long, which bounds how late an idle flow is noticed.
-        .timeout(250)
+        // after this long. Short, because the socket owner is looked up when the SYN
+        // is read, and a connection must still be open then; long enough that a busy
+        // link costs tens of wake-ups a second, not thousands.
+        .timeout(20)
         .open()
         .map_err(|e| {
             let msg = e.to_string();
@@ -166,11 +168,16 @@ fn wall_clock() -> Duration {
 fn is_loopback_duplicate(link: LinkType, frame: &[u8]) -> bool {
     const ARPHRD_LOOPBACK: u16 = 772;
     const PACKET_OUTGOING: u16 = 4;
-    let be16 = |i: usize| frame.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let be16 = |i: usize| {
+        frame
+            .get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     match link {
         LinkType::LinuxSll => be16(0) == Some(PACKET_OUTGOING) && be16(2) == Some(ARPHRD_LOOPBACK),
         LinkType::LinuxSll2 => {
-            be16(8) == Some(ARPHRD_LOOPBACK) && frame.get(10).copied() == Some(PACKET_OUTGOING as u8)
+            be16(8) == Some(ARPHRD_LOOPBACK)
+                && frame.get(10).copied() == Some(PACKET_OUTGOING as u8)
         }
         _ => false,
     }
@@ -267,8 +274,7 @@ fn capture_loop(
             }
             Err(e) => {
                 tracing::error!("packet capture stopped: {e}");
-                *status.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(format!("STOPPED: {e}"));
+                *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("STOPPED: {e}"));
                 break;
             }
         }
@@ -298,8 +304,8 @@ fn attribution_loop(
     let mut procs = sockdiag::ProcIndex::default();
     let mut owners: HashMap<FlowKey, Owner> = HashMap::new();
     let resolve = |diag: &mut Option<sockdiag::SockDiag>,
-                       procs: &mut sockdiag::ProcIndex,
-                       key: FlowKey|
+                   procs: &mut sockdiag::ProcIndex,
+                   key: FlowKey|
      -> Owner {
         let found = diag.as_mut().and_then(|d| d.lookup(key.0, key.1, key.2));
         let (user, process) = match found {
@@ -324,6 +330,7 @@ fn attribution_loop(
             } => {
                 let key = (tcp, client, server);
                 let owner = resolve(&mut diag, &mut procs, key);
+                tracing::debug!(%client, %server, tcp, user = ?owner.user, process = ?owner.process.as_ref().map(|p| p.pid), "new connection attributed");
                 if owners.len() > 50_000 {
                     // Connections that were never TLS never produce a record; forget
                     // their owners after a while.
@@ -347,12 +354,14 @@ fn attribution_loop(
     }
 }
 
-pub fn to_observed(r: &FlowRecord, user: Option<String>, process: Option<ProcessInfo>) -> ObservedFlow {
-    let started_at = DateTime::<Utc>::from_timestamp(
-        r.first_ts.as_secs() as i64,
-        r.first_ts.subsec_nanos(),
-    )
-    .unwrap_or_else(Utc::now);
+pub fn to_observed(
+    r: &FlowRecord,
+    user: Option<String>,
+    process: Option<ProcessInfo>,
+) -> ObservedFlow {
+    let started_at =
+        DateTime::<Utc>::from_timestamp(r.first_ts.as_secs() as i64, r.first_ts.subsec_nanos())
+            .unwrap_or_else(Utc::now);
     ObservedFlow {
         transport: match r.transport {
             FlowTransport::Tcp => Transport::Tcp,

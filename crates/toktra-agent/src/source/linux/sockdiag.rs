@@ -66,7 +66,12 @@ impl SockDiag {
 
     /// The socket of `local` → `remote` (TCP when `tcp`, else UDP), if it exists in
     /// this network namespace.
-    pub fn lookup(&mut self, tcp: bool, local: SocketAddr, remote: SocketAddr) -> Option<SocketOwner> {
+    pub fn lookup(
+        &mut self,
+        tcp: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<SocketOwner> {
         let family = match (local.ip(), remote.ip()) {
             (IpAddr::V4(_), IpAddr::V4(_)) => libc::AF_INET as u8,
             (IpAddr::V6(_), IpAddr::V6(_)) => libc::AF_INET6 as u8,
@@ -80,7 +85,11 @@ impl SockDiag {
         req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
         let r = &mut req[NLMSG_HDR..];
         r[0] = family;
-        r[1] = if tcp { libc::IPPROTO_TCP } else { libc::IPPROTO_UDP } as u8;
+        r[1] = if tcp {
+            libc::IPPROTO_TCP
+        } else {
+            libc::IPPROTO_UDP
+        } as u8;
         r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
         let id = &mut r[8..];
         id[0..2].copy_from_slice(&local.port().to_be_bytes());
@@ -108,9 +117,8 @@ impl SockDiag {
         let mut buf = [0u8; 1024];
         loop {
             // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return None;
             }
@@ -179,14 +187,22 @@ impl ProcIndex {
             return None;
         }
         let needle = format!("socket:[{inode}]");
-        if let Some(i) = self.recent.iter().position(|&p| process_has_inode(p, &needle)) {
+        if let Some(i) = self
+            .recent
+            .iter()
+            .position(|&p| process_has_inode(p, &needle))
+        {
             let pid = self.recent.remove(i);
             self.recent.insert(0, pid);
             return Some(pid);
         }
         let dir = std::fs::read_dir("/proc").ok()?;
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if self.recent.contains(&pid) {
@@ -218,7 +234,13 @@ fn lookup_user(uid: u32) -> Option<String> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call and buf's length is passed.
     let rc = unsafe {
-        libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
     };
     if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
         return None;
@@ -239,18 +261,30 @@ mod tests {
         let (_server, _) = listener.accept().unwrap();
         let mut diag = SockDiag::open().unwrap();
         let owner = diag
-            .lookup(true, client.local_addr().unwrap(), client.peer_addr().unwrap())
+            .lookup(
+                true,
+                client.local_addr().unwrap(),
+                client.peer_addr().unwrap(),
+            )
             .expect("our socket is found");
         // SAFETY: getuid has no preconditions.
         assert_eq!(owner.uid, unsafe { libc::getuid() });
         let mut idx = ProcIndex::default();
         assert_eq!(idx.pid_of_inode(owner.inode), Some(std::process::id()));
         let info = process_info(std::process::id()).unwrap();
-        assert!(info.path.unwrap().contains("toktra_agent"), "test binary path");
+        assert!(
+            info.path.unwrap().contains("toktra_agent"),
+            "test binary path"
+        );
         assert!(idx.user_name(owner.uid).is_some());
         // A 5-tuple nobody owns.
-        assert!(diag
-            .lookup(true, "127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap())
-            .is_none());
+        assert!(
+            diag.lookup(
+                true,
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap()
+            )
+            .is_none()
+        );
     }
 }
