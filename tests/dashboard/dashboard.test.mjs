@@ -296,6 +296,8 @@ test("enrollment: a token made on the page enrolls a real device; revoked, it is
   const linux = await page.textContent("#cmd-linux");
   for (const part of [ingest, server.org, secret]) assert.ok(linux.includes(part), `Linux command carries ${part}`);
   await shot(page, "enrollment", "laptop");
+  const ca = await page.request.get(`${server.adminUrl}/dashboard/toktra-server-ca.pem`);
+  assert.equal(await ca.text(), server.ca.toString(), "the CA offered for download is the server's root");
 
   // The secret is shown once: a reload no longer has it.
   await page.reload();
@@ -334,13 +336,33 @@ test("phone layout and pages without JavaScript", async () => {
   await nojs.close();
 });
 
-test("no console errors on any page", async () => {
-  // Visit every page once more with a fresh context to be sure, then check the log of all tests.
+test("admin face over TLS: the session cookie is Secure", async () => {
+  const tls = await Server.start({ adminTls: true });
+  try {
+    assert.match(tls.adminUrl, /^https:/);
+    const context = await browser.newContext({ ...VIEWPORTS.laptop, ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(`${tls.adminUrl}/dashboard/login`);
+    await page.fill("#email", ADMIN_EMAIL);
+    await page.fill("#password", ADMIN_PASSWORD);
+    await Promise.all([page.waitForURL(/\/dashboard\/overview$/), page.click("button[type=submit]")]);
+    const session = (await context.cookies()).find((c) => c.name === "toktra_session");
+    assert.equal(session.secure, true);
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    await context.close();
+  } finally {
+    await tls.stop();
+  }
+});
+
+test("every page: 200, strict CSP, no console errors; final screenshots", async () => {
   const { context, page } = await signedIn();
-  for (const name of ["overview", "usage?days=7", "usage?days=90", "devices", "budgets", "enrollment"]) {
+  for (const name of ["overview", "usage?days=7", "usage?days=90", "usage", "devices", "budgets", "enrollment"]) {
     const r = await page.goto(`${server.adminUrl}/dashboard/${name}`);
     assert.equal(r.status(), 200, name);
     assert.match(r.headers()["content-security-policy"], /script-src 'self'/);
+    if (!name.includes("?")) await shot(page, name, "laptop");
   }
   await context.close();
   assert.deepEqual(consoleProblems, []);

@@ -111,8 +111,9 @@ function request(url, { method = "GET", headers = {}, body, tls } = {}) {
 }
 
 export class Server {
-  static async start() {
+  static async start({ adminTls = false } = {}) {
     const s = new Server();
+    s.adminTls = adminTls;
     s.dir = mkdtempSync(join(tmpdir(), "toktra-dash-"));
     s.data = join(s.dir, "data");
     s.org = admin(s.data, ["org", "create", "Acme Corp"]);
@@ -127,7 +128,9 @@ export class Server {
   }
 
   async spawn() {
-    this.proc = spawn(TOKTRA, ["server", "--data", this.data, "--agent-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "warn"], {
+    const args = ["server", "--data", this.data, "--agent-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "warn"];
+    if (this.adminTls) args.push("--admin-tls");
+    this.proc = spawn(TOKTRA, args, {
       stdio: ["ignore", "ignore", "pipe"],
     });
     this.log = "";

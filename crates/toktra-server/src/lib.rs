@@ -215,6 +215,7 @@ impl Server {
                     agent_addr.port()
                 ),
                 secure_cookies: config.admin_tls,
+                root_ca_pem: ca.root_pem(),
             },
         ));
         let admin_tls = if config.admin_tls {

@@ -35,6 +35,9 @@ pub struct DashboardConfig {
     pub ingest_url: String,
     /// The admin face is served over TLS: session cookies get the Secure flag.
     pub secure_cookies: bool,
+    /// The server's root CA (PEM), offered for download: agents of a private server
+    /// need it to trust the agent face.
+    pub root_ca_pem: String,
 }
 
 struct Dashboard {
@@ -70,6 +73,7 @@ pub fn router(data: Arc<dyn DashboardData>, config: DashboardConfig) -> Router {
         .route(&format!("{BASE}/enrollment"), get(enrollment))
         .route(&format!("{BASE}/enrollment/tokens"), post(create_token))
         .route(&format!("{BASE}/enrollment/tokens/{{id}}/revoke"), post(revoke_token))
+        .route(&format!("{BASE}/toktra-server-ca.pem"), get(root_ca))
         .route(&format!("{BASE}/assets/{{file}}"), get(asset))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -451,9 +455,22 @@ async fn device_action(
         "unlock" => false,
         _ => return Err(PageError::NotFound(format!("action {action:?}"))),
     };
-    d.data.set_device_locked(&admin.session.org_id, &id, locked).await?;
+    let org = &admin.session.org_id;
+    d.data.set_device_locked(org, &id, locked).await?;
     tracing::info!(admin = %admin.session.email, device = %id, locked, "dashboard: device lock changed");
-    flash(&d, &admin, true, format!("Device {id} {}.", if locked { "locked" } else { "unlocked" }));
+    let name = d
+        .data
+        .devices(org)
+        .await?
+        .into_iter()
+        .find(|x| x.id == id)
+        .map_or(id, |x| x.hostname);
+    let what = if locked {
+        "locked: its uploads and renewals are refused"
+    } else {
+        "unlocked"
+    };
+    flash(&d, &admin, true, format!("{name} {what}."));
     Ok(see_other(&format!("{BASE}/devices")))
 }
 
@@ -634,6 +651,17 @@ async fn revoke_token(
     tracing::info!(admin = %admin.session.email, token = %id, "dashboard: enrollment token revoked");
     flash(&d, &admin, true, format!("Token {id} revoked."));
     Ok(see_other(&format!("{BASE}/enrollment")))
+}
+
+async fn root_ca(State(d): State<Shared>, _admin: Admin) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"toktra-server-ca.pem\""),
+        ],
+        d.config.root_ca_pem.clone(),
+    )
+        .into_response()
 }
 
 // ---- static assets (embedded: the dashboard works offline) -------------------------

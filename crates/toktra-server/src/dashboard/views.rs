@@ -207,7 +207,7 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
                     ul.budget-mini {
                         @for b in d.budgets {
                             li {
-                                span.name { (b.department.as_deref().unwrap_or("Organization")) }
+                                span.name { (b.department.as_deref().unwrap_or("Organization-wide")) }
                                 (progress(b.used_tokens, b.limit_tokens))
                                 span.pct { (model::percent(b.used_tokens, b.limit_tokens)) }
                             }
@@ -235,7 +235,7 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
                                 td title=(ago(Some(a.hour), d.now)) { (a.hour.format("%b %-d, %H:00")) }
                                 td.mono { (a.user_id) }
                                 td { (a.product) }
-                                td { (a.provider) }
+                                td { (provider_label(&a.provider)) }
                                 td.num { (grouped(a.requests)) }
                                 td.num { (grouped(a.input_tokens + a.output_tokens)) }
                             }
@@ -258,7 +258,7 @@ fn provider_series<'a>(
         .iter()
         .enumerate()
         .map(|(k, (name, i, o, _))| Series {
-            name,
+            name: provider_label(name),
             color: PALETTE[k.min(PALETTE.len() - 1)],
             values: pick(name, i, o),
         })
@@ -321,7 +321,9 @@ fn select(name: &str, label: &str, all: &str, options: &[String], chosen: &Optio
             select name=(name) data-autosubmit {
                 option value="" { (all) }
                 @for o in options {
-                    option value=(o) selected[chosen.as_deref() == Some(o.as_str())] { (o) }
+                    option value=(o) selected[chosen.as_deref() == Some(o.as_str())] {
+                        (if name == "provider" { provider_label(o) } else { o.as_str() })
+                    }
                 }
             }
         }
@@ -367,31 +369,33 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                 (legend(&output))
             }
         }
-        div.grid2 {
-            section.card {
-                h2 { "Top users" }
-                div.table-wrap {
-                    table.data.bars #top-users {
-                        thead { tr { th { "User" } th { "Department" } th.barcol { "Share of heaviest" } th.num { "Tokens" } th.num { "Cost" } } }
-                        tbody {
-                            @for u in s.users.iter().take(10) {
-                                tr data-user=(u.user_id) {
-                                    td { (u.user_id) @if let Some(e) = &u.email { br; small.muted { (e) } } }
-                                    td { (u.department.as_deref().unwrap_or("—")) }
-                                    td.barcol { (bar(u.totals.tokens(), heaviest)) }
-                                    td.num data-tokens=(u.totals.tokens()) { (grouped(u.totals.tokens())) }
-                                    td.num { (usd(u.totals.cost_usd)) }
-                                }
+        section.card {
+            h2 { "Top users" }
+            div.table-wrap {
+                table.data.bars #top-users {
+                    thead { tr { th { "User" } th { "Department" } th.barcol { "Relative to the heaviest user" } th.num { "Requests" } th.num { "Tokens" } th.num { "Cost" } } }
+                    tbody {
+                        @for u in s.users.iter().take(10) {
+                            tr data-user=(u.user_id) {
+                                td { span.mono { (u.user_id) } @if let Some(e) = &u.email { br; small.muted { (e) } } }
+                                td { (u.department.as_deref().unwrap_or("—")) }
+                                td.barcol { (bar(u.totals.tokens(), heaviest)) }
+                                td.num { (grouped(u.totals.requests)) }
+                                td.num data-tokens=(u.totals.tokens()) { (grouped(u.totals.tokens())) }
+                                td.num { (usd(u.totals.cost_usd)) }
                             }
-                            @if s.users.is_empty() { tr { td colspan="5" .muted { "No usage in this period." } } }
                         }
+                        @if s.users.is_empty() { tr { td colspan="6" .muted { "No usage in this period." } } }
                     }
                 }
             }
+            @if s.users.len() > 10 { p.muted { small { (s.users.len() - 10) " more users in the CSV export." } } }
+        }
+        div.grid2 {
             section.card {
                 h2 { "By category" }
                 @let parts: Vec<(&str, &str, u64)> = s.by_category.iter().enumerate()
-                    .map(|(k, (c, t))| (c.as_str(), PALETTE[(k + 2) % PALETTE.len()], t.tokens())).collect();
+                    .map(|(k, (c, t))| (category_label(c), category_color(k), t.tokens())).collect();
                 (charts::share_bar("Tokens by category", &parts))
                 div.table-wrap {
                     table.data #categories {
@@ -399,7 +403,7 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                         tbody {
                             @for (k, (c, t)) in s.by_category.iter().enumerate() {
                                 tr data-category=(c) {
-                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(PALETTE[(k + 2) % PALETTE.len()]) {} } (category_label(c)) }
+                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(category_color(k)) {} } (category_label(c)) }
                                     td.num data-tokens=(t.tokens()) { (grouped(t.tokens())) }
                                     td.num { (model::percent(t.tokens(), cat_total)) }
                                     td.num { (usd(t.cost_usd)) }
@@ -408,6 +412,8 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                         }
                     }
                 }
+            }
+            section.card {
                 h2 { "By provider" }
                 div.table-wrap {
                     table.data #providers {
@@ -415,18 +421,46 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                         tbody {
                             @for (k, (p, _, _, t)) in s.by_provider.iter().enumerate() {
                                 tr data-provider=(p) {
-                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(PALETTE[k.min(PALETTE.len() - 1)]) {} } (p) }
+                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(PALETTE[k.min(PALETTE.len() - 1)]) {} } (provider_label(p)) }
                                     td.num { (grouped(t.input_tokens)) }
                                     td.num { (grouped(t.output_tokens)) }
                                     td.num { (usd(t.cost_usd)) }
                                 }
                             }
+                            @if s.by_provider.is_empty() { tr { td colspan="4" .muted { "No usage in this period." } } }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// How people write the provider's name; the raw id stays in URLs and CSV.
+pub fn provider_label(p: &str) -> &str {
+    match p {
+        "openai" => "OpenAI",
+        "anthropic" => "Anthropic",
+        "google" => "Google",
+        "microsoft" => "Microsoft",
+        "github" => "GitHub",
+        "aws" => "AWS",
+        "mistral" => "Mistral",
+        "perplexity" => "Perplexity",
+        "anysphere" => "Anysphere (Cursor)",
+        "meta" => "Meta",
+        "cohere" => "Cohere",
+        "xai" => "xAI",
+        "deepseek" => "DeepSeek",
+        other => other,
+    }
+}
+
+/// Category colours: one blue family, so they never read as providers.
+const CATEGORY_COLORS: [&str; 5] = ["#12355b", "#2f6db5", "#7aa7dc", "#b7d0ee", "#9aa3af"];
+
+fn category_color(k: usize) -> &'static str {
+    CATEGORY_COLORS[k.min(CATEGORY_COLORS.len() - 1)]
 }
 
 fn category_label(c: &str) -> &str {
@@ -450,6 +484,7 @@ fn bar(v: u64, max: u64) -> Markup {
 
 pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup {
     html! {
+        section.card {
         p.muted { (devices.len()) " devices. A locked device's uploads and renewals are refused until it is unlocked." }
         div.table-wrap {
             table.data #devices {
@@ -468,7 +503,8 @@ pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup 
                                     None => { "—" }
                                 }
                             }
-                            td title=[d.last_seen.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())] { (ago(d.last_seen, now)) }
+                            td.(if d.last_seen.is_none_or(|t| now - t > chrono::Duration::hours(24)) { "warn-text" } else { "" })
+                                title=[d.last_seen.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())] { (ago(d.last_seen, now)) }
                             td {
                                 @let (action, label) = if d.status == DeviceStatus::Locked { ("unlock", "Unlock") } else { ("lock", "Lock") };
                                 form method="post" action=(format!("{BASE}/devices/{}/{action}", urlencode(&d.id))) {
@@ -482,6 +518,7 @@ pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup 
                     @if devices.is_empty() { tr { td colspan="7" .muted { "No devices yet." } } }
                 }
             }
+        }
         }
     }
 }
@@ -497,7 +534,8 @@ pub fn budgets(budgets: &[BudgetRow], users: &[UserRow], departments: &[String],
                         @for b in budgets {
                             @let name = b.department.as_deref().unwrap_or("");
                             tr data-department=(name) data-level=(model::budget_level(b.used_tokens, b.limit_tokens)) {
-                                td { strong { (b.department.as_deref().unwrap_or("Organization (unmapped users)")) } }
+                                td { strong { (b.department.as_deref().unwrap_or("Organization-wide")) }
+                                    @if b.department.is_none() { br; small.muted { "everyone; users without a department count only here" } } }
                                 td.num data-limit=(b.limit_tokens) { (grouped(b.limit_tokens)) }
                                 td.num data-used=(b.used_tokens) { (grouped(b.used_tokens)) }
                                 td.num { (grouped(b.limit_tokens.saturating_sub(b.used_tokens))) }
@@ -596,11 +634,18 @@ pub fn msiexec_command(ingest_url: &str, org_id: &str, token: &str) -> String {
     format!("msiexec /i ToktraAgent.msi /qn INGEST_URL={ingest_url} ORG_ID={org_id} ENROLL_TOKEN={token}")
 }
 
-/// The Linux equivalent: the same three keys in /etc/toktra/agent.toml, then the agent.
+/// The Linux equivalent: the same keys in /etc/toktra/agent.toml (plus the server's
+/// CA, which a private server needs), then the agent.
 pub fn linux_command(ingest_url: &str, org_id: &str, token: &str) -> String {
     format!(
         "sudo install -d -m 0755 /etc/toktra\n\
-         printf 'ingest_url = \"%s\"\\norg_id = \"%s\"\\nenroll_token = \"%s\"\\n' \\\n  '{ingest_url}' '{org_id}' '{token}' \\\n  | sudo tee /etc/toktra/agent.toml >/dev/null\n\
+         sudo install -m 0644 toktra-server-ca.pem /etc/toktra/server-ca.pem\n\
+         sudo tee /etc/toktra/agent.toml >/dev/null <<'EOF'\n\
+         ingest_url = \"{ingest_url}\"\n\
+         org_id = \"{org_id}\"\n\
+         enroll_token = \"{token}\"\n\
+         server_ca = \"/etc/toktra/server-ca.pem\"\n\
+         EOF\n\
          sudo chmod 0600 /etc/toktra/agent.toml\n\
          sudo toktra agent run"
     )
@@ -623,8 +668,9 @@ pub fn enrollment(v: &EnrollView<'_>, csrf: &str) -> Markup {
                 @else { "Create a token below; the commands are then filled in with it." }
             }
             h3 { "Windows (MSI, e.g. through Intune or Group Policy)" }
-            div.cmd { pre #cmd-windows { (msiexec_command(v.ingest_url, v.org_id, token_for_cmd)) } button.small.secondary type="button" data-copy="#cmd-windows" { "Copy" } }
+            div.cmd { pre.wrap #cmd-windows { (msiexec_command(v.ingest_url, v.org_id, token_for_cmd)) } button.small.secondary type="button" data-copy="#cmd-windows" { "Copy" } }
             h3 { "Linux" }
+            p.muted { small { "Download " a href=(format!("{BASE}/toktra-server-ca.pem")) download { "toktra-server-ca.pem" } " (this server's root CA) next to where you run it." } }
             div.cmd { pre #cmd-linux { (linux_command(v.ingest_url, v.org_id, token_for_cmd)) } button.small.secondary type="button" data-copy="#cmd-linux" { "Copy" } }
         }
         section.card {
