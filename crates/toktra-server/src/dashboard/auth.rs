@@ -2,8 +2,8 @@
 //! opaque cookie, and per-session CSRF tokens (synchronizer pattern; the sign-in form,
 //! which has no session yet, uses a double-submit cookie instead).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
@@ -136,7 +136,12 @@ impl Sessions {
     }
 
     pub fn set_flash(&self, token: &str, flash: Flash) {
-        if let Some(s) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get_mut(token) {
+        if let Some(s) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(token)
+        {
             s.flash = Some(flash);
         }
     }
@@ -190,7 +195,10 @@ mod tests {
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(verify_password("correct horse battery", &h).unwrap());
         assert!(!verify_password("correct horse batterY", &h).unwrap());
-        assert!(matches!(hash_password("short"), Err(AuthError::PasswordTooShort)));
+        assert!(matches!(
+            hash_password("short"),
+            Err(AuthError::PasswordTooShort)
+        ));
         assert!(matches!(
             verify_password("x", "not-a-hash"),
             Err(AuthError::BadStoredHash(_))
@@ -210,7 +218,11 @@ mod tests {
         assert!(s.get(&tok, t0 + Duration::hours(17)).is_none());
         assert!(s.get("forged", t0).is_none());
         let tok2 = s.create("a1", "org", "a@example.com", t0);
-        let flash = Flash { ok: true, text: "saved".into(), new_token: None };
+        let flash = Flash {
+            ok: true,
+            text: "saved".into(),
+            new_token: None,
+        };
         s.set_flash(&tok2, flash.clone());
         assert_eq!(s.take_flash(&tok2), Some(flash));
         assert_eq!(s.take_flash(&tok2), None);
@@ -221,9 +233,15 @@ mod tests {
     #[test]
     fn cookies() {
         let c = set_cookie(SESSION_COOKIE, "abc", true, None);
-        assert_eq!(c, "toktra_session=abc; Path=/; HttpOnly; SameSite=Strict; Secure");
+        assert_eq!(
+            c,
+            "toktra_session=abc; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
         assert!(!set_cookie(SESSION_COOKIE, "abc", false, Some(0)).contains("Secure"));
-        assert_eq!(cookie_value("a=1; toktra_session=xyz; b=2", SESSION_COOKIE), Some("xyz"));
+        assert_eq!(
+            cookie_value("a=1; toktra_session=xyz; b=2", SESSION_COOKIE),
+            Some("xyz")
+        );
         assert_eq!(cookie_value("xtoktra_session=1", SESSION_COOKIE), None);
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));

@@ -77,7 +77,12 @@ const BOTTOM: f64 = 26.0;
 /// `<title>` so hovering (or a screen reader) gives the exact figure.
 pub fn stacked_bars(label: &str, days: &[NaiveDate], series: &[Series<'_>]) -> Markup {
     let totals: Vec<u64> = (0..days.len())
-        .map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0)).sum())
+        .map(|i| {
+            series
+                .iter()
+                .map(|s| s.values.get(i).copied().unwrap_or(0))
+                .sum()
+        })
         .collect();
     let max = nice_ceiling(totals.iter().copied().max().unwrap_or(0));
     let plot_w = W - LEFT - RIGHT;
@@ -202,8 +207,16 @@ mod tests {
             .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
             .collect();
         let series = [
-            Series { name: "openai", color: PALETTE[0], values: vec![100, 0, 50] },
-            Series { name: "anthropic", color: PALETTE[1], values: vec![100, 0, 0] },
+            Series {
+                name: "openai",
+                color: PALETTE[0],
+                values: vec![100, 0, 50],
+            },
+            Series {
+                name: "anthropic",
+                color: PALETTE[1],
+                values: vec![100, 0, 0],
+            },
         ];
         let svg = stacked_bars("Input tokens", &days, &series).into_string();
         // Three non-zero segments, the empty day draws nothing.

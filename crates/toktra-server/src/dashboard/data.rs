@@ -149,23 +149,35 @@ pub struct ActivityRow {
 pub trait DashboardData: Send + Sync + 'static {
     async fn admin_by_email(&self, email: &str) -> DataResult<Option<AdminAccount>>;
     /// Creates an administrator; the e-mail is unique across the server.
-    async fn create_admin(&self, org_id: &str, email: &str, password_hash: &str)
-    -> DataResult<AdminAccount>;
+    async fn create_admin(
+        &self,
+        org_id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> DataResult<AdminAccount>;
     async fn org_name(&self, org_id: &str) -> DataResult<Option<String>>;
 
     async fn usage(&self, org_id: &str, filter: &UsageFilter) -> DataResult<Vec<UsageRow>>;
     async fn recent_activity(&self, org_id: &str, limit: usize) -> DataResult<Vec<ActivityRow>>;
 
     async fn devices(&self, org_id: &str) -> DataResult<Vec<DeviceRow>>;
-    async fn set_device_locked(&self, org_id: &str, device_id: &str, locked: bool)
-    -> DataResult<()>;
+    async fn set_device_locked(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        locked: bool,
+    ) -> DataResult<()>;
 
     async fn budgets(&self, org_id: &str, now: DateTime<Utc>) -> DataResult<Vec<BudgetRow>>;
     async fn upsert_budget(&self, org_id: &str, budget: &BudgetInput) -> DataResult<()>;
     async fn users(&self, org_id: &str) -> DataResult<Vec<UserRow>>;
     /// Puts a user in a department (keeping the e-mail the directory has for them).
-    async fn set_user_department(&self, org_id: &str, user_id: &str, department: &str)
-    -> DataResult<()>;
+    async fn set_user_department(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        department: &str,
+    ) -> DataResult<()>;
     /// Imports `user_id,email,department` lines (the format of the admin API and
     /// `toktra admin`); returns how many users were written.
     async fn import_users_csv(&self, org_id: &str, csv: &str) -> DataResult<usize>;

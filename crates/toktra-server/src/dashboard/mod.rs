@@ -66,13 +66,22 @@ pub fn router(data: Arc<dyn DashboardData>, config: DashboardConfig) -> Router {
         .route(&format!("{BASE}/usage"), get(usage))
         .route(&format!("{BASE}/usage.csv"), get(usage_csv))
         .route(&format!("{BASE}/devices"), get(devices))
-        .route(&format!("{BASE}/devices/{{id}}/{{action}}"), post(device_action))
+        .route(
+            &format!("{BASE}/devices/{{id}}/{{action}}"),
+            post(device_action),
+        )
         .route(&format!("{BASE}/budgets"), get(budgets).post(save_budget))
         .route(&format!("{BASE}/budgets/mapping"), post(map_user))
-        .route(&format!("{BASE}/budgets/mapping/import"), post(import_mapping))
+        .route(
+            &format!("{BASE}/budgets/mapping/import"),
+            post(import_mapping),
+        )
         .route(&format!("{BASE}/enrollment"), get(enrollment))
         .route(&format!("{BASE}/enrollment/tokens"), post(create_token))
-        .route(&format!("{BASE}/enrollment/tokens/{{id}}/revoke"), post(revoke_token))
+        .route(
+            &format!("{BASE}/enrollment/tokens/{{id}}/revoke"),
+            post(revoke_token),
+        )
         .route(&format!("{BASE}/toktra-server-ca.pem"), get(root_ca))
         .route(&format!("{BASE}/assets/{{file}}"), get(asset))
         .layer(axum::middleware::map_response(security_headers))
@@ -105,11 +114,15 @@ pub async fn create_admin(
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| auth::AuthError::Hash(e.to_string()))??;
-    Ok(data.create_admin(org_id, &email.to_lowercase(), &hash).await?)
+    Ok(data
+        .create_admin(org_id, &email.to_lowercase(), &hash)
+        .await?)
 }
 
 fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -175,8 +188,14 @@ async fn security_headers(mut res: Response) -> Response {
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -217,7 +236,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
         let dash = Shared::from_ref(state);
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::SignIn)?;
-        let session = dash.sessions.get(&token, Utc::now()).ok_or(PageError::SignIn)?;
+        let session = dash
+            .sessions
+            .get(&token, Utc::now())
+            .ok_or(PageError::SignIn)?;
         Ok(Admin { token, session })
     }
 }
@@ -244,10 +266,21 @@ async fn login_form(State(d): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 /// The sign-in form with a double-submit CSRF token (there is no session yet).
-fn login_page(d: &Dashboard, headers: &HeaderMap, error: Option<&str>, email: &str, status: StatusCode) -> Response {
+fn login_page(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    error: Option<&str>,
+    email: &str,
+    status: StatusCode,
+) -> Response {
     let csrf = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_else(auth::random_token);
     let set = auth::set_cookie(LOGIN_CSRF_COOKIE, &csrf, d.config.secure_cookies, None);
-    (status, [(header::SET_COOKIE, set)], views::login(&csrf, error, email)).into_response()
+    (
+        status,
+        [(header::SET_COOKIE, set)],
+        views::login(&csrf, error, email),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -257,7 +290,11 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(d): State<Shared>, headers: HeaderMap, Form(f): Form<LoginForm>) -> PageResult {
+async fn login(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> PageResult {
     let cookie_csrf = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     if cookie_csrf.is_empty() || !auth::constant_time_eq(&cookie_csrf, &f.csrf) {
         return Err(PageError::Csrf);
@@ -291,7 +328,13 @@ async fn login(State(d): State<Shared>, headers: HeaderMap, Form(f): Form<LoginF
         }
         _ => {
             tracing::warn!(email = %email, "dashboard sign-in refused");
-            Ok(login_page(&d, &headers, Some("Wrong e-mail or password."), &email, StatusCode::UNAUTHORIZED))
+            Ok(login_page(
+                &d,
+                &headers,
+                Some("Wrong e-mail or password."),
+                &email,
+                StatusCode::UNAUTHORIZED,
+            ))
         }
     }
 }
@@ -326,11 +369,25 @@ async fn page(d: &Dashboard, admin: &Admin, page: Page, title: &str, body: Marku
         org_name: &org_name,
         csrf: &admin.session.csrf,
     };
-    Ok(html(views::layout(page, title, &viewer, flash.as_ref(), body)))
+    Ok(html(views::layout(
+        page,
+        title,
+        &viewer,
+        flash.as_ref(),
+        body,
+    )))
 }
 
-async fn usage_rows(d: &Dashboard, org: &str, days: u32) -> Result<(u32, UsageFilter, Vec<UsageRow>), PageError> {
-    let days = if model::WINDOWS.contains(&days) { days } else { 30 };
+async fn usage_rows(
+    d: &Dashboard,
+    org: &str,
+    days: u32,
+) -> Result<(u32, UsageFilter, Vec<UsageRow>), PageError> {
+    let days = if model::WINDOWS.contains(&days) {
+        days
+    } else {
+        30
+    };
     let (start, end) = model::window(Utc::now().date_naive(), days);
     let filter = UsageFilter { start, end };
     let rows = d.data.usage(org, &filter).await?;
@@ -366,7 +423,11 @@ struct UsageParams {
 
 impl UsageParams {
     fn selection(&self) -> Selection {
-        let some = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let some = |v: &Option<String>| {
+            v.as_ref()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
         Selection {
             user: some(&self.user),
             provider: some(&self.provider),
@@ -392,17 +453,34 @@ async fn usage(State(d): State<Shared>, admin: Admin, Query(q): Query<UsageParam
 
 /// The rows behind the usage page as shown (same period and filters), one line per
 /// day, user, provider and category.
-async fn usage_csv(State(d): State<Shared>, admin: Admin, Query(q): Query<UsageParams>) -> PageResult {
+async fn usage_csv(
+    State(d): State<Shared>,
+    admin: Admin,
+    Query(q): Query<UsageParams>,
+) -> PageResult {
     let (days, f, mut rows) = usage_rows(&d, &admin.session.org_id, q.days.unwrap_or(30)).await?;
     let selection = q.selection();
     rows.retain(|r| selection.matches(r) && r.day >= f.start && r.day <= f.end);
     rows.sort_by(|a, b| {
-        (a.day, &a.user_id, &a.provider, &a.category).cmp(&(b.day, &b.user_id, &b.provider, &b.category))
+        (a.day, &a.user_id, &a.provider, &a.category).cmp(&(
+            b.day,
+            &b.user_id,
+            &b.provider,
+            &b.category,
+        ))
     });
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
-        "date", "user_id", "user_email", "department", "provider", "category", "requests",
-        "input_tokens", "output_tokens", "estimated_cost_usd",
+        "date",
+        "user_id",
+        "user_email",
+        "department",
+        "provider",
+        "category",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "estimated_cost_usd",
     ];
     let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
         w.write_record(header)?;
@@ -424,8 +502,13 @@ async fn usage_csv(State(d): State<Shared>, admin: Admin, Query(q): Query<UsageP
         Ok(())
     };
     write(&mut w).map_err(|e| PageError::Store(e.to_string()))?;
-    let body = w.into_inner().map_err(|e| PageError::Store(e.to_string()))?;
-    let name = format!("attachment; filename=\"toktra-usage-{}-{days}d.csv\"", f.end);
+    let body = w
+        .into_inner()
+        .map_err(|e| PageError::Store(e.to_string()))?;
+    let name = format!(
+        "attachment; filename=\"toktra-usage-{}-{days}d.csv\"",
+        f.end
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -475,7 +558,14 @@ async fn device_action(
 }
 
 fn flash(d: &Dashboard, admin: &Admin, ok: bool, text: String) {
-    d.sessions.set_flash(&admin.token, Flash { ok, text, new_token: None });
+    d.sessions.set_flash(
+        &admin.token,
+        Flash {
+            ok,
+            text,
+            new_token: None,
+        },
+    );
 }
 
 async fn budgets(State(d): State<Shared>, admin: Admin) -> PageResult {
@@ -505,16 +595,38 @@ struct BudgetForm {
     rollover: Option<String>,
 }
 
-async fn save_budget(State(d): State<Shared>, admin: Admin, Form(f): Form<BudgetForm>) -> PageResult {
+async fn save_budget(
+    State(d): State<Shared>,
+    admin: Admin,
+    Form(f): Form<BudgetForm>,
+) -> PageResult {
     admin.check_csrf(&f.csrf)?;
     let back = format!("{BASE}/budgets");
-    let Ok(limit) = f.limit_tokens.trim().replace([',', '_', ' '], "").parse::<u64>() else {
-        flash(&d, &admin, false, format!("The limit must be a whole number of tokens, not {:?}.", f.limit_tokens));
+    let Ok(limit) = f
+        .limit_tokens
+        .trim()
+        .replace([',', '_', ' '], "")
+        .parse::<u64>()
+    else {
+        flash(
+            &d,
+            &admin,
+            false,
+            format!(
+                "The limit must be a whole number of tokens, not {:?}.",
+                f.limit_tokens
+            ),
+        );
         return Ok(see_other(&back));
     };
     let department = Some(f.department.trim().to_owned()).filter(|s| !s.is_empty());
     if department.as_ref().is_some_and(|s| s.chars().count() > 100) {
-        flash(&d, &admin, false, "A department name has at most 100 characters.".into());
+        flash(
+            &d,
+            &admin,
+            false,
+            "A department name has at most 100 characters.".into(),
+        );
         return Ok(see_other(&back));
     }
     let input = BudgetInput {
@@ -526,7 +638,15 @@ async fn save_budget(State(d): State<Shared>, admin: Admin, Form(f): Form<Budget
     match d.data.upsert_budget(&admin.session.org_id, &input).await {
         Ok(()) => {
             let who = department.as_deref().unwrap_or("the organization");
-            flash(&d, &admin, true, format!("Budget for {who} saved: {} tokens a month.", charts::grouped(limit)));
+            flash(
+                &d,
+                &admin,
+                true,
+                format!(
+                    "Budget for {who} saved: {} tokens a month.",
+                    charts::grouped(limit)
+                ),
+            );
         }
         Err(DataError::Invalid(t)) => flash(&d, &admin, false, t),
         Err(e) => return Err(e.into()),
@@ -545,10 +665,24 @@ async fn map_user(State(d): State<Shared>, admin: Admin, Form(f): Form<MapForm>)
     admin.check_csrf(&f.csrf)?;
     let (user, department) = (f.user_id.trim(), f.department.trim());
     if user.is_empty() || department.is_empty() {
-        flash(&d, &admin, false, "Both the user and the department are needed.".into());
+        flash(
+            &d,
+            &admin,
+            false,
+            "Both the user and the department are needed.".into(),
+        );
     } else {
-        match d.data.set_user_department(&admin.session.org_id, user, department).await {
-            Ok(()) => flash(&d, &admin, true, format!("{user} now counts against {department}.")),
+        match d
+            .data
+            .set_user_department(&admin.session.org_id, user, department)
+            .await
+        {
+            Ok(()) => flash(
+                &d,
+                &admin,
+                true,
+                format!("{user} now counts against {department}."),
+            ),
             Err(DataError::Invalid(t)) => flash(&d, &admin, false, t),
             Err(e) => return Err(e.into()),
         }
@@ -562,7 +696,11 @@ struct ImportForm {
     csv: String,
 }
 
-async fn import_mapping(State(d): State<Shared>, admin: Admin, Form(f): Form<ImportForm>) -> PageResult {
+async fn import_mapping(
+    State(d): State<Shared>,
+    admin: Admin,
+    Form(f): Form<ImportForm>,
+) -> PageResult {
     admin.check_csrf(&f.csrf)?;
     match d.data.import_users_csv(&admin.session.org_id, &f.csv).await {
         Ok(0) => flash(&d, &admin, false, "The CSV has no rows.".into()),
@@ -592,7 +730,13 @@ async fn enrollment(State(d): State<Shared>, admin: Admin) -> PageResult {
     );
     // Put the message back so the layout shows it above the page.
     if let Some(f) = new_token {
-        d.sessions.set_flash(&admin.token, Flash { new_token: None, ..f });
+        d.sessions.set_flash(
+            &admin.token,
+            Flash {
+                new_token: None,
+                ..f
+            },
+        );
     }
     page(&d, &admin, Page::Enrollment, "Enrollment", body).await
 }
@@ -606,7 +750,11 @@ struct TokenForm {
     max_uses: String,
 }
 
-async fn create_token(State(d): State<Shared>, admin: Admin, Form(f): Form<TokenForm>) -> PageResult {
+async fn create_token(
+    State(d): State<Shared>,
+    admin: Admin,
+    Form(f): Form<TokenForm>,
+) -> PageResult {
     admin.check_csrf(&f.csrf)?;
     let back = format!("{BASE}/enrollment");
     let number = |s: &str, what: &str, max: u64| -> Result<Option<u64>, String> {
@@ -616,10 +764,15 @@ async fn create_token(State(d): State<Shared>, admin: Admin, Form(f): Form<Token
         }
         match s.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(format!("{what} must be a whole number from 1 to {max}, not {s:?}.")),
+            _ => Err(format!(
+                "{what} must be a whole number from 1 to {max}, not {s:?}."
+            )),
         }
     };
-    let (days, uses) = match (number(&f.expires_days, "Expiry (days)", 3650), number(&f.max_uses, "Max uses", 1_000_000)) {
+    let (days, uses) = match (
+        number(&f.expires_days, "Expiry (days)", 3650),
+        number(&f.max_uses, "Max uses", 1_000_000),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             flash(&d, &admin, false, e);
@@ -627,7 +780,10 @@ async fn create_token(State(d): State<Shared>, admin: Admin, Form(f): Form<Token
         }
     };
     let expires = days.map(|n| Utc::now() + Duration::days(n as i64));
-    let t = d.data.create_enrollment_token(&admin.session.org_id, expires, uses).await?;
+    let t = d
+        .data
+        .create_enrollment_token(&admin.session.org_id, expires, uses)
+        .await?;
     tracing::info!(admin = %admin.session.email, token = %t.id, "dashboard: enrollment token created");
     d.sessions.set_flash(
         &admin.token,
@@ -647,7 +803,9 @@ async fn revoke_token(
     Form(f): Form<CsrfOnly>,
 ) -> PageResult {
     admin.check_csrf(&f.csrf)?;
-    d.data.revoke_enrollment_token(&admin.session.org_id, &id).await?;
+    d.data
+        .revoke_enrollment_token(&admin.session.org_id, &id)
+        .await?;
     tracing::info!(admin = %admin.session.email, token = %id, "dashboard: enrollment token revoked");
     flash(&d, &admin, true, format!("Token {id} revoked."));
     Ok(see_other(&format!("{BASE}/enrollment")))
@@ -657,7 +815,10 @@ async fn root_ca(State(d): State<Shared>, _admin: Admin) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/x-pem-file"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"toktra-server-ca.pem\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"toktra-server-ca.pem\"",
+            ),
         ],
         d.config.root_ca_pem.clone(),
     )

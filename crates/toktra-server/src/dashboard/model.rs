@@ -86,7 +86,9 @@ pub fn summarize(rows: &[&UsageRow], start: NaiveDate, end: NaiveDate) -> UsageS
     let mut users: BTreeMap<&str, UserUsage> = BTreeMap::new();
     let mut categories: BTreeMap<&str, Totals> = BTreeMap::new();
     for r in rows {
-        let Some(&i) = index.get(&r.day) else { continue };
+        let Some(&i) = index.get(&r.day) else {
+            continue;
+        };
         totals.add(r);
         let p = providers
             .entry(&r.provider)
@@ -185,7 +187,15 @@ pub fn percent(used: u64, limit: u64) -> String {
 mod tests {
     use super::*;
 
-    fn row(day: u32, user: &str, dept: Option<&str>, provider: &str, cat: &str, i: u64, o: u64) -> UsageRow {
+    fn row(
+        day: u32,
+        user: &str,
+        dept: Option<&str>,
+        provider: &str,
+        cat: &str,
+        i: u64,
+        o: u64,
+    ) -> UsageRow {
         UsageRow {
             day: NaiveDate::from_ymd_opt(2026, 11, day).unwrap(),
             user_id: user.into(),
@@ -203,8 +213,14 @@ mod tests {
     #[test]
     fn windows_include_today() {
         let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
-        assert_eq!(window(today, 7).0, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
-        assert_eq!(window(today, 30).0, NaiveDate::from_ymd_opt(2026, 10, 28).unwrap());
+        assert_eq!(
+            window(today, 7).0,
+            NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+        );
+        assert_eq!(
+            window(today, 30).0,
+            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()
+        );
         assert_eq!(window(today, 12), window(today, 30));
     }
 
@@ -216,7 +232,10 @@ mod tests {
             row(2, "bob", Some("sales"), "openai", "chat", 50, 5),
             row(9, "bob", Some("sales"), "openai", "chat", 999, 999), // outside the window
         ];
-        let sel = Selection { department: Some("eng".into()), ..Default::default() };
+        let sel = Selection {
+            department: Some("eng".into()),
+            ..Default::default()
+        };
         let all: Vec<&UsageRow> = rows.iter().collect();
         let start = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let end = NaiveDate::from_ymd_opt(2026, 11, 3).unwrap();

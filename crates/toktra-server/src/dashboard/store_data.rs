@@ -99,7 +99,13 @@ impl DashboardData for StoreData {
         email: &str,
         password_hash: &str,
     ) -> DataResult<AdminAccount> {
-        if self.store().get_org(org_id).await.map_err(from_store)?.is_none() {
+        if self
+            .store()
+            .get_org(org_id)
+            .await
+            .map_err(from_store)?
+            .is_none()
+        {
             return Err(DataError::NotFound(format!("organization {org_id}")));
         }
         let a = store::AdminUser {
@@ -109,7 +115,10 @@ impl DashboardData for StoreData {
             password_hash: password_hash.to_owned(),
             created_at: Utc::now(),
         };
-        self.store().create_admin_user(&a).await.map_err(from_store)?;
+        self.store()
+            .create_admin_user(&a)
+            .await
+            .map_err(from_store)?;
         Ok(AdminAccount {
             id: a.id,
             org_id: a.org_id,
@@ -133,7 +142,11 @@ impl DashboardData for StoreData {
             period: Period::Daily,
             start: Some(filter.start.and_time(NaiveTime::MIN).and_utc()),
             // The store's end is exclusive; the filter's last day is included.
-            end: Some((filter.end + Duration::days(1)).and_time(NaiveTime::MIN).and_utc()),
+            end: Some(
+                (filter.end + Duration::days(1))
+                    .and_time(NaiveTime::MIN)
+                    .and_utc(),
+            ),
             ..Default::default()
         };
         let rows = self.all_usage(q).await?;
@@ -196,7 +209,11 @@ impl DashboardData for StoreData {
     }
 
     async fn devices(&self, org_id: &str) -> DataResult<Vec<DeviceRow>> {
-        let list = self.store().list_devices(Some(org_id)).await.map_err(from_store)?;
+        let list = self
+            .store()
+            .list_devices(Some(org_id))
+            .await
+            .map_err(from_store)?;
         Ok(list
             .into_iter()
             .map(|d| DeviceRow {
@@ -215,7 +232,12 @@ impl DashboardData for StoreData {
             .collect())
     }
 
-    async fn set_device_locked(&self, org_id: &str, device_id: &str, locked: bool) -> DataResult<()> {
+    async fn set_device_locked(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        locked: bool,
+    ) -> DataResult<()> {
         self.admin
             .set_device_locked(org_id, device_id, locked)
             .await
@@ -246,7 +268,9 @@ impl DashboardData for StoreData {
             })
             .collect();
         // The organization first, then departments by name.
-        rows.sort_by(|a, b| (a.department.is_some(), &a.department).cmp(&(b.department.is_some(), &b.department)));
+        rows.sort_by(|a, b| {
+            (a.department.is_some(), &a.department).cmp(&(b.department.is_some(), &b.department))
+        });
         Ok(rows)
     }
 
@@ -280,7 +304,12 @@ impl DashboardData for StoreData {
             .collect())
     }
 
-    async fn set_user_department(&self, org_id: &str, user_id: &str, department: &str) -> DataResult<()> {
+    async fn set_user_department(
+        &self,
+        org_id: &str,
+        user_id: &str,
+        department: &str,
+    ) -> DataResult<()> {
         let email = self
             .store()
             .list_users(org_id)
@@ -301,7 +330,10 @@ impl DashboardData for StoreData {
     }
 
     async fn import_users_csv(&self, org_id: &str, csv: &str) -> DataResult<usize> {
-        self.admin.import_users_csv(org_id, csv).await.map_err(from_admin)
+        self.admin
+            .import_users_csv(org_id, csv)
+            .await
+            .map_err(from_admin)
     }
 
     async fn enrollment_tokens(&self, org_id: &str) -> DataResult<Vec<EnrollmentTokenRow>> {

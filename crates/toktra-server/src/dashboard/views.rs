@@ -4,9 +4,7 @@
 
 use super::auth::Flash;
 use super::charts::{self, PALETTE, Series, compact, grouped};
-use super::data::{
-    ActivityRow, BudgetRow, DeviceRow, DeviceStatus, EnrollmentTokenRow, UserRow,
-};
+use super::data::{ActivityRow, BudgetRow, DeviceRow, DeviceStatus, EnrollmentTokenRow, UserRow};
 use super::model::{self, Selection, UsageSummary};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
@@ -65,7 +63,13 @@ fn logo() -> Markup {
     }
 }
 
-pub fn layout(page: Page, title: &str, viewer: &Viewer<'_>, flash: Option<&Flash>, body: Markup) -> Markup {
+pub fn layout(
+    page: Page,
+    title: &str,
+    viewer: &Viewer<'_>,
+    flash: Option<&Flash>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -160,20 +164,44 @@ pub struct OverviewData<'a> {
 }
 
 pub fn overview(d: &OverviewData<'_>) -> Markup {
-    let enrolled = d.devices.iter().filter(|x| x.status == DeviceStatus::Enrolled).count();
-    let locked = d.devices.iter().filter(|x| x.status == DeviceStatus::Locked).count();
-    let pending = d.devices.iter().filter(|x| x.status == DeviceStatus::Pending).count();
-    let reporting: Vec<&DeviceRow> = d.devices.iter().filter(|x| x.status == DeviceStatus::Enrolled).collect();
+    let enrolled = d
+        .devices
+        .iter()
+        .filter(|x| x.status == DeviceStatus::Enrolled)
+        .count();
+    let locked = d
+        .devices
+        .iter()
+        .filter(|x| x.status == DeviceStatus::Locked)
+        .count();
+    let pending = d
+        .devices
+        .iter()
+        .filter(|x| x.status == DeviceStatus::Pending)
+        .count();
+    let reporting: Vec<&DeviceRow> = d
+        .devices
+        .iter()
+        .filter(|x| x.status == DeviceStatus::Enrolled)
+        .collect();
     let seen = reporting
         .iter()
-        .filter(|x| x.last_seen.is_some_and(|t| d.now - t < chrono::Duration::hours(24)))
+        .filter(|x| {
+            x.last_seen
+                .is_some_and(|t| d.now - t < chrono::Duration::hours(24))
+        })
         .count();
     let silent: Vec<&&DeviceRow> = reporting
         .iter()
-        .filter(|x| !x.last_seen.is_some_and(|t| d.now - t < chrono::Duration::hours(24)))
+        .filter(|x| {
+            !x.last_seen
+                .is_some_and(|t| d.now - t < chrono::Duration::hours(24))
+        })
         .collect();
     let t = &d.summary.totals;
-    let series = provider_series(d.summary, |_, i, o| i.iter().zip(o).map(|(a, b)| a + b).collect());
+    let series = provider_series(d.summary, |_, i, o| {
+        i.iter().zip(o).map(|(a, b)| a + b).collect()
+    });
     html! {
         div.tiles {
             (tile("devices", "Enrolled devices", &enrolled.to_string(), Some(enrolled as u64),
@@ -278,7 +306,11 @@ fn legend(series: &[Series<'_>]) -> Markup {
 /// A progress bar as SVG (no inline style, so the strict CSP holds).
 fn progress(used: u64, limit: u64) -> Markup {
     let level = model::budget_level(used, limit);
-    let w = if limit == 0 { 100.0 } else { (used as f64 / limit as f64 * 100.0).min(100.0) };
+    let w = if limit == 0 {
+        100.0
+    } else {
+        (used as f64 / limit as f64 * 100.0).min(100.0)
+    };
     html! {
         svg.progress.(level) viewBox="0 0 100 8" preserveAspectRatio="none" role="img"
             aria-label=(format!("{} used", model::percent(used, limit))) data-level=(level) {
@@ -297,7 +329,11 @@ pub struct UsageView<'a> {
 
 fn query_string(days: u32, sel: &Selection) -> String {
     let mut q = format!("days={days}");
-    for (k, v) in [("user", &sel.user), ("provider", &sel.provider), ("department", &sel.department)] {
+    for (k, v) in [
+        ("user", &sel.user),
+        ("provider", &sel.provider),
+        ("department", &sel.department),
+    ] {
         if let Some(v) = v {
             q.push_str(&format!("&{k}={}", urlencode(v)));
         }
@@ -308,13 +344,21 @@ fn query_string(days: u32, sel: &Selection) -> String {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
-fn select(name: &str, label: &str, all: &str, options: &[String], chosen: &Option<String>) -> Markup {
+fn select(
+    name: &str,
+    label: &str,
+    all: &str,
+    options: &[String],
+    chosen: &Option<String>,
+) -> Markup {
     html! {
         label.field {
             span { (label) }
@@ -474,7 +518,11 @@ fn category_label(c: &str) -> &str {
 }
 
 fn bar(v: u64, max: u64) -> Markup {
-    let w = if max == 0 { 0.0 } else { v as f64 / max as f64 * 100.0 };
+    let w = if max == 0 {
+        0.0
+    } else {
+        v as f64 / max as f64 * 100.0
+    };
     html! {
         svg.bar viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" {
             rect width=(format!("{w:.1}")) height="10" rx="2" {}
@@ -523,7 +571,12 @@ pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup 
     }
 }
 
-pub fn budgets(budgets: &[BudgetRow], users: &[UserRow], departments: &[String], csrf: &str) -> Markup {
+pub fn budgets(
+    budgets: &[BudgetRow],
+    users: &[UserRow],
+    departments: &[String],
+    csrf: &str,
+) -> Markup {
     html! {
         section.card {
             h2 { "Budgets · " (budgets.first().map(|b| b.period.as_str()).unwrap_or("this month")) }
@@ -631,7 +684,9 @@ pub struct EnrollView<'a> {
 
 /// The Windows command that deploys an agent enrolled with `token`.
 pub fn msiexec_command(ingest_url: &str, org_id: &str, token: &str) -> String {
-    format!("msiexec /i ToktraAgent.msi /qn INGEST_URL={ingest_url} ORG_ID={org_id} ENROLL_TOKEN={token}")
+    format!(
+        "msiexec /i ToktraAgent.msi /qn INGEST_URL={ingest_url} ORG_ID={org_id} ENROLL_TOKEN={token}"
+    )
 }
 
 /// The Linux equivalent: the same keys in /etc/toktra/agent.toml (plus the server's
