@@ -257,10 +257,10 @@ async fn to_overview() -> Response {
 }
 
 async fn login_form(State(d): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(t) = cookie(&headers, SESSION_COOKIE) {
-        if d.sessions.get(&t, Utc::now()).is_some() {
-            return see_other(&format!("{BASE}/overview"));
-        }
+    if let Some(t) = cookie(&headers, SESSION_COOKIE)
+        && d.sessions.get(&t, Utc::now()).is_some()
+    {
+        return see_other(&format!("{BASE}/overview"));
     }
     login_page(&d, &headers, None, "", StatusCode::OK)
 }
@@ -521,7 +521,7 @@ async fn usage_csv(
 
 async fn devices(State(d): State<Shared>, admin: Admin) -> PageResult {
     let mut list = d.data.devices(&admin.session.org_id).await?;
-    list.sort_by(|a, b| a.hostname.to_lowercase().cmp(&b.hostname.to_lowercase()));
+    list.sort_by_key(|a| a.hostname.to_lowercase());
     let body = views::devices(&list, Utc::now(), &admin.session.csrf);
     page(&d, &admin, Page::Devices, "Devices", body).await
 }

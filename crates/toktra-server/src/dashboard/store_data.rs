@@ -352,7 +352,7 @@ impl DashboardData for StoreData {
                 revoked: t.revoked,
             })
             .collect();
-        list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        list.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         Ok(list)
     }
 

@@ -194,8 +194,8 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
     let silent: Vec<&&DeviceRow> = reporting
         .iter()
         .filter(|x| {
-            !x.last_seen
-                .is_some_and(|t| d.now - t < chrono::Duration::hours(24))
+            x.last_seen
+                .is_none_or(|t| d.now - t >= chrono::Duration::hours(24))
         })
         .collect();
     let t = &d.summary.totals;
