@@ -1,5 +1,6 @@
 // Conveniences only: every page works without this script.
 "use strict";
+document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", () => {
   // Filters apply as soon as a menu changes.
   for (const sel of document.querySelectorAll("select[data-autosubmit]")) {

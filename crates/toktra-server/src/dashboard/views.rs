@@ -145,6 +145,16 @@ fn usd(v: f64) -> String {
     format!("${}.{:02}", grouped(cents / 100), cents % 100)
 }
 
+/// A cost, or "not priced" where tokens were used but the catalog has no list price
+/// for the products (a $0.00 there would read as "free").
+fn cost(usd_value: f64, tokens: u64) -> String {
+    if usd_value == 0.0 && tokens > 0 {
+        "not priced".into()
+    } else {
+        usd(usd_value)
+    }
+}
+
 fn tile(id: &str, label: &str, value: &str, exact: Option<u64>, note: Markup) -> Markup {
     html! {
         section.tile data-tile=(id) {
@@ -210,7 +220,7 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
                 Some(d.summary.active_users as u64), html! { "with any LLM traffic" }))
             (tile("tokens", "Estimated tokens · 30 days", &compact(t.tokens()), Some(t.tokens()),
                 html! { (compact(t.input_tokens)) " in · " (compact(t.output_tokens)) " out" }))
-            (tile("cost", "Estimated cost · 30 days", &usd(t.cost_usd), None,
+            (tile("cost", "Estimated cost · 30 days", &cost(t.cost_usd, t.tokens()), None,
                 html! { "at list prices, " (grouped(t.requests)) " requests" }))
             section.tile.health.(if silent.is_empty() { "good" } else { "bad" }) data-tile="health" {
                 h2 { "Capture health" }
@@ -256,15 +266,15 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
             h2 { "Recent activity" }
             div.table-wrap {
                 table.data #activity {
-                    thead { tr { th { "Hour (UTC)" } th { "User" } th { "Product" } th { "Provider" } th.num { "Requests" } th.num { "Est. tokens" } } }
+                    thead { tr { th { "Hour (UTC)" } th { "User" } th { "Product" } th.hide-phone { "Provider" } th.num.hide-phone { "Requests" } th.num { "Est. tokens" } } }
                     tbody {
                         @for a in d.activity {
                             tr {
                                 td title=(ago(Some(a.hour), d.now)) { (a.hour.format("%b %-d, %H:00")) }
                                 td.mono { (a.user_id) }
                                 td { (a.product) }
-                                td { (provider_label(&a.provider)) }
-                                td.num { (grouped(a.requests)) }
+                                td.hide-phone { (provider_label(&a.provider)) }
+                                td.num.hide-phone { (grouped(a.requests)) }
                                 td.num { (grouped(a.input_tokens + a.output_tokens)) }
                             }
                         }
@@ -392,14 +402,14 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
             (select("user", "User", "All users", &v.options[0], &v.selection.user))
             (select("provider", "Provider", "All providers", &v.options[1], &v.selection.provider))
             (select("department", "Department", "All departments", &v.options[2], &v.selection.department))
-            button type="submit" .secondary { "Apply" }
+            button.secondary.nojs-only type="submit" { "Apply" }
             a.button.secondary #csv href=(format!("{BASE}/usage.csv?{}", query_string(v.days, v.selection))) download { "Export CSV" }
         }
         div.tiles.small {
             (tile("tokens", "Estimated tokens", &compact(s.totals.tokens()), Some(s.totals.tokens()), html! { "last " (v.days) " days" }))
             (tile("input", "Input tokens", &compact(s.totals.input_tokens), Some(s.totals.input_tokens), html! { "sent to providers" }))
             (tile("output", "Output tokens", &compact(s.totals.output_tokens), Some(s.totals.output_tokens), html! { "received from providers" }))
-            (tile("cost", "Estimated cost", &usd(s.totals.cost_usd), None, html! { (grouped(s.totals.requests)) " requests" }))
+            (tile("cost", "Estimated cost", &cost(s.totals.cost_usd, s.totals.tokens()), None, html! { (grouped(s.totals.requests)) " requests" }))
         }
         div.grid2 {
             section.card {
@@ -417,16 +427,16 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
             h2 { "Top users" }
             div.table-wrap {
                 table.data.bars #top-users {
-                    thead { tr { th { "User" } th { "Department" } th.barcol { "Relative to the heaviest user" } th.num { "Requests" } th.num { "Tokens" } th.num { "Cost" } } }
+                    thead { tr { th { "User" } th.hide-phone { "Department" } th.barcol { "Relative to the heaviest user" } th.num.hide-phone { "Requests" } th.num { "Tokens" } th.num.hide-phone { "Cost" } } }
                     tbody {
                         @for u in s.users.iter().take(10) {
                             tr data-user=(u.user_id) {
                                 td { span.mono { (u.user_id) } @if let Some(e) = &u.email { br; small.muted { (e) } } }
-                                td { (u.department.as_deref().unwrap_or("—")) }
+                                td.hide-phone { (u.department.as_deref().unwrap_or("—")) }
                                 td.barcol { (bar(u.totals.tokens(), heaviest)) }
-                                td.num { (grouped(u.totals.requests)) }
+                                td.num.hide-phone { (grouped(u.totals.requests)) }
                                 td.num data-tokens=(u.totals.tokens()) { (grouped(u.totals.tokens())) }
-                                td.num { (usd(u.totals.cost_usd)) }
+                                td.num.hide-phone { (cost(u.totals.cost_usd, u.totals.tokens())) }
                             }
                         }
                         @if s.users.is_empty() { tr { td colspan="6" .muted { "No usage in this period." } } }
@@ -450,7 +460,7 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                                     td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(category_color(k)) {} } (category_label(c)) }
                                     td.num data-tokens=(t.tokens()) { (grouped(t.tokens())) }
                                     td.num { (model::percent(t.tokens(), cat_total)) }
-                                    td.num { (usd(t.cost_usd)) }
+                                    td.num { (cost(t.cost_usd, t.tokens())) }
                                 }
                             }
                         }
@@ -468,7 +478,7 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                                     td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(PALETTE[k.min(PALETTE.len() - 1)]) {} } (provider_label(p)) }
                                     td.num { (grouped(t.input_tokens)) }
                                     td.num { (grouped(t.output_tokens)) }
-                                    td.num { (usd(t.cost_usd)) }
+                                    td.num { (cost(t.cost_usd, t.tokens())) }
                                 }
                             }
                             @if s.by_provider.is_empty() { tr { td colspan="4" .muted { "No usage in this period." } } }
