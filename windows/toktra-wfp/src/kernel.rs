@@ -125,6 +125,8 @@ const DACL_SECURITY_INFORMATION: u32 = 0x4;
 const SECURITY_DESCRIPTOR_REVISION: u32 = 1;
 const ACL_REVISION: u32 = 2;
 const GENERIC_ALL: u32 = 0x1000_0000;
+const WRITE_DAC: u32 = 0x0004_0000;
+const OBJ_KERNEL_HANDLE: u32 = 0x0000_0200;
 
 #[link(name = "ntoskrnl")]
 unsafe extern "system" {
@@ -169,7 +171,17 @@ unsafe extern "system" {
         dacl: *mut c_void,
         defaulted: u8,
     ) -> NTSTATUS;
-    fn ObSetSecurityObjectByPointer(object: *mut c_void, info: u32, sd: *mut c_void) -> NTSTATUS;
+    fn ObOpenObjectByPointer(
+        object: *mut c_void,
+        attributes: u32,
+        access_state: *mut c_void,
+        access: u32,
+        object_type: *mut c_void,
+        mode: i8,
+        handle: *mut *mut c_void,
+    ) -> NTSTATUS;
+    fn ZwSetSecurityObject(handle: *mut c_void, info: u32, sd: *mut c_void) -> NTSTATUS;
+    fn ZwClose(handle: *mut c_void) -> NTSTATUS;
     fn memset(dst: *mut c_void, c: i32, n: usize) -> *mut c_void;
 }
 
@@ -538,7 +550,8 @@ fn resolve_clock() -> Option<unsafe extern "system" fn(*mut i64)> {
 
 /// Sets the device's DACL to SYSTEM and Administrators, full access (the SDDL
 /// `D:P(A;;GA;;;SY)(A;;GA;;;BA)`); everyone else is denied. Done after creation
-/// because IoCreateDeviceSecure lives in the WDK's static wdmsec.lib, not in mingw.
+/// because IoCreateDeviceSecure lives in the WDK's static wdmsec.lib, not in mingw,
+/// and is not a kernel export.
 unsafe fn restrict_device(device: *mut c_void) -> NTSTATUS {
     static SYSTEM_SID: [u8; 12] = [1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0];
     static ADMINS_SID: [u8; 16] = [1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x20, 0x02, 0, 0];
@@ -568,7 +581,23 @@ unsafe fn restrict_device(device: *mut c_void) -> NTSTATUS {
             status = RtlSetDaclSecurityDescriptor(sd, 1, acl, 0);
         }
         if nt_success(status) {
-            status = ObSetSecurityObjectByPointer(device, DACL_SECURITY_INFORMATION, sd);
+            // A kernel handle with WRITE_DAC to our own device, then the documented
+            // ZwSetSecurityObject (ObSetSecurityObjectByPointer is not implemented by
+            // Wine, and the two-step route works on both).
+            let mut h: *mut c_void = null_mut();
+            status = ObOpenObjectByPointer(
+                device,
+                OBJ_KERNEL_HANDLE,
+                null_mut(),
+                WRITE_DAC,
+                null_mut(),
+                0,
+                &mut h,
+            );
+            if nt_success(status) {
+                status = ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION, sd);
+                ZwClose(h);
+            }
         }
         pool_free(mem);
         status
