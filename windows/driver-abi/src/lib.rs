@@ -231,7 +231,8 @@ pub struct Counters {
     pub flows_active: u64,
     /// Flows that got a context since load.
     pub flows_tracked: u64,
-    /// Flows not tracked because the flow cap was reached (or pool was exhausted).
+    /// Flows not tracked because the flow cap was reached or pool was exhausted, plus
+    /// flows whose ClientHello found every reassembly slot busy (not inspected).
     pub flows_dropped_cap: u64,
     /// FwpsFlowAssociateContext failed.
     pub flow_associate_failures: u64,

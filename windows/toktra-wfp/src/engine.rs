@@ -323,6 +323,17 @@ mod tests {
     }
 
     #[test]
+    fn per_flow_memory_is_small_and_fixed() {
+        // What the README promises: a flow costs about 1.2 KB of non-paged pool, and a
+        // hello in flight borrows one ~17.7 KB assembler from a fixed pool.
+        let flow = core::mem::size_of::<Flow>();
+        assert!(flow <= 1536, "Flow is {flow} bytes");
+        let asm = core::mem::size_of::<HelloAssembler>();
+        assert!(asm <= 18 * 1024, "HelloAssembler is {asm} bytes");
+        std::println!("Flow {flow} B, HelloAssembler {asm} B");
+    }
+
+    #[test]
     fn quic_datagrams_are_copied_bounded() {
         let mut fx = fixture(16, 1, 2);
         let mut e = engine(&mut fx);
