@@ -95,7 +95,7 @@ grep -q '^provider ' "$reg" && grep -q '^sublayer ' "$reg" || fail "no Toktra pr
 echo "ok registrations (8 callouts, 8 inspection filters, provider, sublayer)"
 
 suite_fail=0
-for cmd in version connect "splits $(wine_path "$OUT/hello.bin") api.openai.com h2,http/1.1" quic overflow "leave-flows 5"; do
+for cmd in version connect "splits $(wine_path "$OUT/hello.bin") api.openai.com h2,http/1.1" quic malformed overflow "leave-flows 5"; do
   # shellcheck disable=SC2086
   if ! w "$TEST" $cmd >"$OUT/test-${cmd%% *}.log"; then suite_fail=1; fi
   cat "$OUT/test-${cmd%% *}.log"
@@ -112,5 +112,15 @@ grep -q '^contexts 0$' "$STATE" || fail "flow contexts left behind: $(cat "$STAT
 grep -q '^leaked_at_close 0$' "$STATE" || fail "objects still registered when the engine closed (the driver must delete them itself): $(cat "$STATE")"
 ! grep -Eq '^(registered|callout|filter|provider|sublayer) ' "$STATE" || fail "registrations left behind: $(cat "$STATE")"
 echo "ok unload leaves no registration behind"
+
+echo "== Wine: load again after unload"
+w sc start ToktraWFP >"$OUT/sc-restart.log" || { cat "$OUT/sc-restart.log"; fail "second sc start"; }
+w "$TEST" registrations >"$OUT/registrations-2.txt" || fail "stand-in not reachable after reload"
+[ "$(grep -c '^filter .* action=0x6004 ' "$OUT/registrations-2.txt")" = 8 ] || fail "reload did not register the 8 filters again"
+w "$TEST" version >"$OUT/test-version-2.log" || { cat "$OUT/test-version-2.log"; fail "driver not answering after reload"; }
+w sc stop ToktraWFP >/dev/null || true
+for _ in $(seq 50); do w sc query ToktraWFP | grep -q STOPPED && break; sleep 0.2; done
+grep -q '^engines_open 0$' "$STATE" && ! grep -Eq '^(registered|filter) ' "$STATE" || fail "second unload left registrations: $(cat "$STATE")"
+echo "ok reload and second unload"
 w sc delete ToktraWFP >/dev/null || true
 echo "65-driver: all passed"

@@ -12,6 +12,7 @@
  *   wfp-driver-test quic                   UDP/443 flow: bounded QUIC datagram copies
  *   wfp-driver-test overflow               ring overflow: oldest dropped and counted
  *   wfp-driver-test leave-flows N          N flows left open (unload must end them)
+ *   wfp-driver-test malformed              a stream indication longer than its chain
  */
 #include <windows.h>
 #include <stdint.h>
@@ -344,6 +345,24 @@ static int cmd_overflow(void) {
   return failures;
 }
 
+static int cmd_malformed(void) {
+  event_record ev[8];
+  drain(ev, 8);
+  counters c0 = get_counters();
+  play_checked(req(STANDIN_FLOW_ESTABLISHED, 4711, 6, 443, NULL, 0));
+  struct standin_request *rq = req(STANDIN_STREAM, 4711, 6, 443, "\x16\x03\x01\x00\x05\x01\x00", 7);
+  rq->stream_flags = STREAM_SEND;
+  rq->declared_extra = 100000; /* the engine claims bytes the chain does not have */
+  struct standin_result r = play_checked(rq);
+  play_checked(req(STANDIN_FLOW_DELETE, 4711, 6, 443, NULL, 0));
+  counters c1 = get_counters();
+  int n = drain(ev, 8);
+  CHECK("malformed-indication-counted", r.classified && r.action == ACTION_CONTINUE &&
+        c1.v[C_MALFORMED] == c0.v[C_MALFORMED] + 1 && n == 1 && ev[0].kind == K_FLOW_END && ev[0].bytes_out == 7,
+        "classified %u malformed +%llu events %d", r.classified, (unsigned long long)(c1.v[C_MALFORMED] - c0.v[C_MALFORMED]), n);
+  return failures;
+}
+
 static int cmd_leave_flows(int n) {
   for (int i = 0; i < n; i++) play_checked(req(STANDIN_FLOW_ESTABLISHED, 70000 + i, i % 2 ? 17 : 6, 443, NULL, 0));
   counters c = get_counters();
@@ -362,6 +381,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "connect")) return cmd_connect();
   if (!strcmp(argv[1], "quic")) return cmd_quic();
   if (!strcmp(argv[1], "overflow")) return cmd_overflow();
+  if (!strcmp(argv[1], "malformed")) return cmd_malformed();
   if (!strcmp(argv[1], "leave-flows") && argc == 3) return cmd_leave_flows(atoi(argv[2]));
   fprintf(stderr, "unknown command %s\n", argv[1]);
   return 100;

@@ -36,6 +36,7 @@ struct standin_request {
   uint16_t app_path[260];/* NUL-terminated; empty = no process path metadata */
   uint8_t user_sid[68];
   uint32_t user_sid_len; /* 0 = no ALE_USER_ID value */
+  uint32_t declared_extra;/* stream: claim this many bytes more than the chain holds */
   uint32_t data_len;
   uint8_t data[];
 };

@@ -105,6 +105,8 @@ static int g_engines_open, g_engines_dynamic, g_in_txn;
 static UINT32 g_next_id = 100;
 static UINT64 g_next_filter = 1000;
 static int g_device_made;
+static PDRIVER_OBJECT g_driver;
+static PDEVICE_OBJECT g_device;
 static ULONG g_leaked_at_close; /* objects a closing session still held */
 
 static int guid_eq(const GUID *a, const GUID *b) { return RtlCompareMemory(a, b, sizeof(GUID)) == sizeof(GUID); }
@@ -233,6 +235,7 @@ static NTSTATUS NTAPI dispatch_ioctl(PDEVICE_OBJECT dev, PIRP irp) {
 }
 
 NTSTATUS NTAPI IoCreateDriver(PUNICODE_STRING name, PDRIVER_INITIALIZE init);
+void NTAPI IoDeleteDriver(PDRIVER_OBJECT drv);
 
 static NTSTATUS NTAPI standin_driver_init(PDRIVER_OBJECT drv, PUNICODE_STRING path) {
   UNICODE_STRING name, link;
@@ -243,11 +246,28 @@ static NTSTATUS NTAPI standin_driver_init(PDRIVER_OBJECT drv, PUNICODE_STRING pa
   RtlInitUnicodeString(&link, L"\\DosDevices\\FwpStandin");
   status = IoCreateDevice(drv, 0, &name, STANDIN_DEVICE_TYPE, 0, FALSE, &dev);
   if (!NT_SUCCESS(status)) return status;
+  g_driver = drv;
+  g_device = dev;
   status = IoCreateSymbolicLink(&link, &name);
   drv->MajorFunction[IRP_MJ_CREATE] = dispatch_ok;
   drv->MajorFunction[IRP_MJ_CLOSE] = dispatch_ok;
   drv->MajorFunction[IRP_MJ_DEVICE_CONTROL] = dispatch_ioctl;
   return status;
+}
+
+/* When the last engine handle closes (the driver unloaded), the device goes too: the
+ * image of this stand-in is unloaded with the driver, and a device left behind would
+ * point at freed code; the next load creates it again. */
+static void drop_device(void) {
+  UNICODE_STRING link;
+  if (!g_device_made) return;
+  RtlInitUnicodeString(&link, L"\\DosDevices\\FwpStandin");
+  IoDeleteSymbolicLink(&link);
+  if (g_device) IoDeleteDevice(g_device);
+  if (g_driver) IoDeleteDriver(g_driver);
+  g_device = NULL;
+  g_driver = NULL;
+  g_device_made = 0;
 }
 
 static void ensure_device(void) {
@@ -297,6 +317,11 @@ __declspec(dllexport) NTSTATUS NTAPI FwpmEngineClose0(HANDLE engine) {
     RtlZeroMemory(g_filters, sizeof g_filters);
   }
   save_state();
+  if (g_engines_open == 0) {
+    int registered = 0;
+    for (int i = 0; i < MAXN; i++) registered += g_reg[i].used;
+    if (!registered) drop_device();
+  }
   return STATUS_SUCCESS;
 }
 
@@ -579,7 +604,7 @@ static NTSTATUS play(const struct standin_request *rq, ULONG rq_len, struct stan
     sd.dataOffset.netBuffer = &ch.nb;
     sd.dataOffset.mdl = &ch.m1;
     sd.dataOffset.mdlOffset = 3;
-    sd.dataLength = rq->data_len;
+    sd.dataLength = (SIZE_T)rq->data_len + rq->declared_extra;
     sd.netBufferListChain = &ch.nbl;
     iop.streamData = &sd;
     layer_data = &iop;
