@@ -31,6 +31,13 @@ echo "== driver logic and ABI: host unit tests"
   cargo test -q --target x86_64-unknown-linux-gnu 2>&1 | grep -E "test result|FAILED|panicked|error") ||
   fail "driver-abi unit tests"
 
+echo "== fmt and clippy of the driver crates (outside the main workspace, so not in the top-level suites)"
+for crate in windows/toktra-wfp windows/driver-abi; do
+  (cd "$crate" && cargo fmt --check) || fail "$crate is not rustfmt-clean (cargo fmt in $crate)"
+  (cd "$crate" && CARGO_TARGET_DIR="$ROOT/target/windows-wfp-host" nice -n 10 \
+    cargo clippy -q --target x86_64-unknown-linux-gnu --all-targets -- -D warnings) || fail "clippy in $crate"
+done
+
 echo "== a real ClientHello: openssl s_client to a loopback listener that keeps the first record"
 python3 - "$OUT/hello.bin" "$OUT/port" <<'PY' &
 import socket, sys

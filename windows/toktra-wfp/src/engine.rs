@@ -323,6 +323,62 @@ mod tests {
     }
 
     #[test]
+    fn random_streams_never_break_the_bounds() {
+        // Deterministic xorshift: random bytes, random TLS-looking prefixes, random
+        // chunking, both directions, with a pool smaller than the flows in flight.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut fx = fixture(64, 2, 8);
+        let mut e = engine(&mut fx);
+        for round in 0..400u64 {
+            let mut flows: Vec<Box<Flow>> = (0..3)
+                .map(|i| {
+                    Box::new(Flow::new(
+                        round * 3 + i,
+                        FWPS_LAYER_STREAM_V4,
+                        1,
+                        0,
+                        &meta(),
+                    ))
+                })
+                .collect();
+            for f in flows.iter_mut() {
+                assert!(unsafe { e.admit_flow(&mut **f) });
+            }
+            for _ in 0..6 {
+                for f in flows.iter_mut() {
+                    let len = (rnd() % 700) as usize;
+                    let mut data: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+                    if rnd() % 2 == 0 && len >= 5 {
+                        data[..3].copy_from_slice(&[22, 3, 1]);
+                    }
+                    let outbound = rnd() % 3 != 0;
+                    let cut = if len == 0 { 0 } else { (rnd() as usize) % len };
+                    let (a, b) = data.split_at(cut);
+                    let mut walk = |cb: &mut dyn FnMut(&[u8])| {
+                        cb(a);
+                        cb(b);
+                        a.len() + b.len()
+                    };
+                    e.on_stream(f, outbound, 1, &mut walk, len);
+                }
+            }
+            for f in flows.iter_mut() {
+                e.on_flow_delete(f, 2);
+            }
+            assert_eq!(e.pool.busy(), 0, "assemblers leak");
+            assert_eq!(e.counters.flows_active, 0);
+            events(&mut e);
+        }
+        assert_eq!(e.counters.malformed_indications, 0);
+    }
+
+    #[test]
     fn per_flow_memory_is_small_and_fixed() {
         // What the README promises: a flow costs about 1.2 KB of non-paged pool, and a
         // hello in flight borrows one ~17.7 KB assembler from a fixed pool.
