@@ -13,6 +13,8 @@
  *   wfp-driver-test overflow               ring overflow: oldest dropped and counted
  *   wfp-driver-test leave-flows N          N flows left open (unload must end them)
  *   wfp-driver-test malformed              a stream indication longer than its chain
+ *   wfp-driver-test feed HELLO N           N complete TLS flows, events left in the ring
+ *                                          for another reader (ToktraAgent.exe end-to-end)
  */
 #include <windows.h>
 #include <stdint.h>
@@ -363,6 +365,17 @@ static int cmd_malformed(void) {
   return failures;
 }
 
+static int cmd_feed(const char *path, int count) {
+  uint32_t len;
+  uint8_t *hello = read_file(path, &len);
+  for (int i = 0; i < count; i++) {
+    play_checked(req(STANDIN_ALE_CONNECT, 0, 6, 443, NULL, 0));
+    tls_flow(200000 + (uint64_t)i, hello, len, len / 2, 0);
+  }
+  printf("fed %d flows\n", count);
+  return failures;
+}
+
 static int cmd_leave_flows(int n) {
   for (int i = 0; i < n; i++) play_checked(req(STANDIN_FLOW_ESTABLISHED, 70000 + i, i % 2 ? 17 : 6, 443, NULL, 0));
   counters c = get_counters();
@@ -382,6 +395,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "quic")) return cmd_quic();
   if (!strcmp(argv[1], "overflow")) return cmd_overflow();
   if (!strcmp(argv[1], "malformed")) return cmd_malformed();
+  if (!strcmp(argv[1], "feed") && argc == 4) return cmd_feed(argv[2], atoi(argv[3]));
   if (!strcmp(argv[1], "leave-flows") && argc == 3) return cmd_leave_flows(atoi(argv[2]));
   fprintf(stderr, "unknown command %s\n", argv[1]);
   return 100;
