@@ -25,7 +25,7 @@ scripts/windows-build-driver
 
 echo "== driver logic and ABI: host unit tests"
 (cd windows/toktra-wfp && CARGO_TARGET_DIR="$ROOT/target/windows-wfp-host" nice -n 10 \
-  cargo test --locked -q --target x86_64-unknown-linux-gnu 2>&1 | grep -E "test result|FAILED|panicked|error" ) ||
+  cargo test -q --target x86_64-unknown-linux-gnu 2>&1 | grep -E "test result|FAILED|panicked|error" ) ||
   fail "toktra-wfp unit tests"
 (cd windows/driver-abi && CARGO_TARGET_DIR="$ROOT/target/windows-wfp-host" nice -n 10 \
   cargo test -q --target x86_64-unknown-linux-gnu 2>&1 | grep -E "test result|FAILED|panicked|error") ||
