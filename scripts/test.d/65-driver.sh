@@ -39,25 +39,9 @@ for crate in windows/toktra-wfp windows/driver-abi; do
 done
 
 echo "== a real ClientHello: openssl s_client to a loopback listener that keeps the first record"
-python3 - "$OUT/hello.bin" "$OUT/port" <<'PY' &
-import socket, sys
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-open(sys.argv[2], "w").write(str(s.getsockname()[1]))
-c, _ = s.accept(); c.settimeout(10)
-buf = b""
-while len(buf) < 5 or len(buf) < 5 + int.from_bytes(buf[3:5], "big"):
-    chunk = c.recv(65536)
-    if not chunk: break
-    buf += chunk
-open(sys.argv[1], "wb").write(buf[: 5 + int.from_bytes(buf[3:5], "big")])
-c.close()
-PY
-LISTENER=$!
-for _ in $(seq 50); do [ -s "$OUT/port" ] && break; sleep 0.1; done
-timeout 20 openssl s_client -connect "127.0.0.1:$(cat "$OUT/port")" -servername api.openai.com \
-  -alpn h2,http/1.1 </dev/null >"$OUT/s_client.log" 2>&1 || true
-wait "$LISTENER" || fail "capturing the ClientHello"
-[ "$(head -c 1 "$OUT/hello.bin" | od -An -tx1 | tr -d ' ')" = 16 ] || fail "captured bytes are not a TLS handshake record"
+# shellcheck source=../../windows/fwp-standin/wine-driver.sh
+source windows/fwp-standin/wine-driver.sh
+driver_capture_hello "$OUT/hello.bin" api.openai.com || fail "capturing the ClientHello"
 echo "captured a $(stat -c %s "$OUT/hello.bin")-byte ClientHello from $(openssl version)"
 
 echo "== Wine: load the driver"
@@ -66,23 +50,11 @@ source scripts/wine-env
 trap wine_env_stop EXIT
 wine_env_start "$ROOT/target/wine/driver-prefix" >"$OUT/wine-start.log" 2>&1 </dev/null ||
   { cat "$OUT/wine-start.log"; fail "starting Wine"; }
-DRIVERS="$WINEPREFIX/drive_c/windows/system32/drivers"
-cp target/windows/toktra-wfp.sys target/windows/test-scaffolding/fwpkclnt.sys "$DRIVERS/"
 TEST="$ROOT/target/windows/test-scaffolding/wfp-driver-test.exe"
 STATE="$WINEPREFIX/drive_c/fwp-standin-state.txt"
-w() { wine_run "$@" </dev/null 2>>"$OUT/wine-stderr.log" | tr -d '\r'; }
-
-w sc create ToktraWFP type= kernel start= demand binPath= 'C:\windows\system32\drivers\toktra-wfp.sys' >"$OUT/sc-create.log" || true
-grep -q 'toktra-wfp.sys' <(w reg query 'HKLM\System\CurrentControlSet\Services\ToktraWFP' /v ImagePath) ||
-  fail "sc create ToktraWFP did not register the kernel service"
-# Wine 8's services.exe answers `sc start` for a service created in the same session with
-# "does not exist" (1060) although the service is in the registry; a fresh session reads
-# it. A Wine quirk, not a driver behaviour; restart the persistent server once.
-"$WINESERVER" -k >/dev/null 2>&1 || true
-"$WINESERVER" -w >/dev/null 2>&1 || true
-"$WINESERVER" -p </dev/null >/dev/null 2>&1
-w sc start ToktraWFP >"$OUT/sc-start.log" || { cat "$OUT/sc-start.log"; fail "sc start ToktraWFP"; }
-w sc query ToktraWFP | grep -q "RUNNING" || fail "ToktraWFP is not running after sc start"
+export DRIVER_WINE_LOG="$OUT/wine-stderr.log"
+w() { driver_w "$@"; }
+driver_install || fail "loading ToktraWFP under Wine"
 echo "ok driver-loads"
 
 w "$TEST" registrations >"$OUT/registrations.txt" || fail "reading the stand-in's registrations"
@@ -108,11 +80,11 @@ for cmd in version connect "splits $(wine_path "$OUT/hello.bin") api.openai.com 
   cat "$OUT/test-${cmd%% *}.log"
 done
 [ $suite_fail = 0 ] || fail "wfp-driver-test reported failures (logs in $OUT)"
+driver_feed "$OUT/hello.bin" 3 >"$OUT/feed.log" || { cat "$OUT/feed.log"; fail "driver_feed"; }
+driver_test expect-fed 3 api.openai.com || fail "events of driver_feed"
 
 echo "== Wine: unload"
-w sc stop ToktraWFP >"$OUT/sc-stop.log" || true
-for _ in $(seq 50); do w sc query ToktraWFP | grep -q STOPPED && break; sleep 0.2; done
-w sc query ToktraWFP | grep -q STOPPED || fail "ToktraWFP did not stop"
+driver_stop || fail "ToktraWFP did not stop"
 cp "$STATE" "$OUT/state-after-stop.txt"
 grep -q '^engines_open 0$' "$STATE" || fail "engine handle left open: $(cat "$STATE")"
 grep -q '^contexts 0$' "$STATE" || fail "flow contexts left behind: $(cat "$STATE")"
@@ -125,8 +97,7 @@ w sc start ToktraWFP >"$OUT/sc-restart.log" || { cat "$OUT/sc-restart.log"; fail
 w "$TEST" registrations >"$OUT/registrations-2.txt" || fail "stand-in not reachable after reload"
 [ "$(grep -c '^filter .* action=0x6004 ' "$OUT/registrations-2.txt")" = 8 ] || fail "reload did not register the 8 filters again"
 w "$TEST" version >"$OUT/test-version-2.log" || { cat "$OUT/test-version-2.log"; fail "driver not answering after reload"; }
-w sc stop ToktraWFP >/dev/null || true
-for _ in $(seq 50); do w sc query ToktraWFP | grep -q STOPPED && break; sleep 0.2; done
+driver_stop || fail "second sc stop"
 grep -q '^engines_open 0$' "$STATE" && ! grep -Eq '^(registered|filter) ' "$STATE" || fail "second unload left registrations: $(cat "$STATE")"
 echo "ok reload and second unload"
 w sc delete ToktraWFP >/dev/null || true

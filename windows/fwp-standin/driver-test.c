@@ -15,6 +15,7 @@
  *   wfp-driver-test malformed              a stream indication longer than its chain
  *   wfp-driver-test feed HELLO N           N complete TLS flows, events left in the ring
  *                                          for another reader (ToktraAgent.exe end-to-end)
+ *   wfp-driver-test expect-fed N SNI       what `feed` left: N connects, hellos, flow ends
  */
 #include <windows.h>
 #include <stdint.h>
@@ -376,6 +377,19 @@ static int cmd_feed(const char *path, int count) {
   return failures;
 }
 
+static int cmd_expect_fed(int count, const char *sni) {
+  static event_record ev[1024];
+  int n = drain(ev, 1024), connects = 0, hellos = 0, ends = 0;
+  for (int i = 0; i < n; i++) {
+    connects += ev[i].kind == K_CONNECT;
+    hellos += ev[i].kind == K_HELLO && ev[i].sni_len == strlen(sni) && !memcmp(ev[i].sni, sni, ev[i].sni_len);
+    ends += ev[i].kind == K_FLOW_END && ev[i].records_in == 3 && ev[i].sni_len == strlen(sni);
+  }
+  CHECK("fed-flows-waiting-in-the-ring", connects == count && hellos == count && ends == count && n == 3 * count,
+        "%d events: %d connects, %d hellos, %d ends", n, connects, hellos, ends);
+  return failures;
+}
+
 static int cmd_leave_flows(int n) {
   for (int i = 0; i < n; i++) play_checked(req(STANDIN_FLOW_ESTABLISHED, 70000 + i, i % 2 ? 17 : 6, 443, NULL, 0));
   counters c = get_counters();
@@ -395,6 +409,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "quic")) return cmd_quic();
   if (!strcmp(argv[1], "overflow")) return cmd_overflow();
   if (!strcmp(argv[1], "malformed")) return cmd_malformed();
+  if (!strcmp(argv[1], "expect-fed") && argc == 4) return cmd_expect_fed(atoi(argv[2]), argv[3]);
   if (!strcmp(argv[1], "feed") && argc == 4) return cmd_feed(argv[2], atoi(argv[3]));
   if (!strcmp(argv[1], "leave-flows") && argc == 3) return cmd_leave_flows(atoi(argv[2]));
   fprintf(stderr, "unknown command %s\n", argv[1]);
