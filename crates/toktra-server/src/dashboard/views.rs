@@ -546,16 +546,20 @@ pub fn devices(devices: &[DeviceRow], now: DateTime<Utc>, csrf: &str) -> Markup 
         p.muted { (devices.len()) " devices. A locked device's uploads and renewals are refused until it is unlocked." }
         div.table-wrap {
             table.data #devices {
-                thead { tr { th { "Hostname" } th { "Platform" } th { "Agent" } th { "Status" } th { "Certificate expires" } th { "Last seen" } th { span.sr { "Action" } } } }
+                thead { tr { th { "Hostname" } th.hide-phone { "Platform" } th.hide-phone { "Agent" } th { "Status" } th.hide-phone { "Certificate expires" } th { "Last seen" } th { span.sr { "Action" } } } }
                 tbody {
                     @for d in devices {
                         @let days_left = d.cert_expires_at.map(|t| (t - now).num_days());
                         tr data-device=(d.id) data-status=(d.status.as_str()) {
-                            td { strong { (d.hostname) } br; small.muted.mono { (d.id) } }
-                            td { (d.platform) }
-                            td.mono { (d.agent_version) }
+                            td {
+                                strong { (d.hostname) } br;
+                                small.muted.mono.hide-phone { (d.id) }
+                                small.muted.phone-only { (d.platform) " · agent " (d.agent_version) }
+                            }
+                            td.hide-phone { (d.platform) }
+                            td.mono.hide-phone { (d.agent_version) }
                             td { span.badge.(d.status.as_str()) { (d.status.as_str()) } }
-                            td.(if days_left.is_some_and(|n| n < 14) { "warn-text" } else { "" }) {
+                            td.hide-phone.(if days_left.is_some_and(|n| n < 14) { "warn-text" } else { "" }) {
                                 @match d.cert_expires_at {
                                     Some(t) => { (t.format("%Y-%m-%d")) br; small.muted { "in " (days_left.unwrap_or(0)) " days" } }
                                     None => { "—" }
@@ -592,16 +596,16 @@ pub fn budgets(
             h2 { "Budgets · " (budgets.first().map(|b| b.period.as_str()).unwrap_or("this month")) }
             div.table-wrap {
                 table.data #budgets {
-                    thead { tr { th { "Department" } th.num { "Limit" } th.num { "Used" } th.num { "Remaining" } th.barcol { "Progress" } th { "Cap" } th { span.sr { "Edit" } } } }
+                    thead { tr { th { "Department" } th.num.hide-phone { "Limit" } th.num { "Used" } th.num.hide-phone { "Remaining" } th.barcol { "Progress" } th { "Cap" } th { span.sr { "Edit" } } } }
                     tbody {
                         @for b in budgets {
                             @let name = b.department.as_deref().unwrap_or("");
                             tr data-department=(name) data-level=(model::budget_level(b.used_tokens, b.limit_tokens)) {
                                 td { strong { (b.department.as_deref().unwrap_or("Organization-wide")) }
-                                    @if b.department.is_none() { br; small.muted { "everyone; users without a department count only here" } } }
-                                td.num data-limit=(b.limit_tokens) { (grouped(b.limit_tokens)) }
+                                    @if b.department.is_none() { br; small.muted.hide-phone { "everyone; users without a department count only here" } } }
+                                td.num.hide-phone data-limit=(b.limit_tokens) { (grouped(b.limit_tokens)) }
                                 td.num data-used=(b.used_tokens) { (grouped(b.used_tokens)) }
-                                td.num { (grouped(b.limit_tokens.saturating_sub(b.used_tokens))) }
+                                td.num.hide-phone { (grouped(b.limit_tokens.saturating_sub(b.used_tokens))) }
                                 td.barcol { (progress(b.used_tokens, b.limit_tokens)) span.pct { (model::percent(b.used_tokens, b.limit_tokens)) } }
                                 td { span.badge.(if b.hard_cap { "hard" } else { "soft" }) { (if b.hard_cap { "hard" } else { "soft" }) } @if b.rollover { " " small.muted { "rollover" } } }
                                 td {
@@ -628,12 +632,12 @@ pub fn budgets(
                 div {
                     div.table-wrap {
                         table.data #mapping {
-                            thead { tr { th { "User" } th { "E-mail" } th { "Department" } } }
+                            thead { tr { th { "User" } th.hide-phone { "E-mail" } th { "Department" } } }
                             tbody {
                                 @for m in users {
                                     tr data-user=(m.user_id) {
                                         td.mono { (m.user_id) }
-                                        td { (m.email.as_deref().unwrap_or("—")) }
+                                        td.hide-phone { (m.email.as_deref().unwrap_or("—")) }
                                         td { (m.department.as_deref().unwrap_or("— (organization)")) }
                                     }
                                 }
@@ -742,7 +746,7 @@ pub fn enrollment(v: &EnrollView<'_>, csrf: &str) -> Markup {
             h2 { "Enrollment tokens" }
             div.table-wrap {
                 table.data #tokens {
-                    thead { tr { th { "Token" } th { "Created" } th { "Expires" } th.num { "Uses" } th { "State" } th { span.sr { "Action" } } } }
+                    thead { tr { th { "Token" } th.hide-phone { "Created" } th.hide-phone { "Expires" } th.num { "Uses" } th { "State" } th { span.sr { "Action" } } } }
                     tbody {
                         @for t in v.tokens {
                             @let expired = t.expires_at.is_some_and(|e| e <= v.now);
@@ -750,8 +754,8 @@ pub fn enrollment(v: &EnrollView<'_>, csrf: &str) -> Markup {
                             @let state = if t.revoked { "revoked" } else if expired { "expired" } else if used_up { "used up" } else { "active" };
                             tr data-token=(t.id) data-state=(state) {
                                 td.mono { (t.id) }
-                                td { (t.created_at.format("%Y-%m-%d")) }
-                                td { @match t.expires_at { Some(e) => (e.format("%Y-%m-%d %H:%M")), None => "never" } }
+                                td.hide-phone { (t.created_at.format("%Y-%m-%d")) }
+                                td.hide-phone { @match t.expires_at { Some(e) => (e.format("%Y-%m-%d %H:%M")), None => "never" } }
                                 td.num { (t.uses) @if let Some(m) = t.max_uses { " / " (m) } }
                                 td { span.badge.(state.replace(' ', "-")) { (state) } }
                                 td {
