@@ -28,6 +28,10 @@ mod records;
 pub use record::{FlowEnd, FlowRecord, FlowTransport};
 
 use std::collections::HashMap;
+
+// Flow keys come from the network: a seeded hash keeps collisions unpredictable,
+// at a fraction of SipHash's cost per packet.
+type FlowMap = HashMap<FlowKey, Flow, foldhash::quality::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -235,7 +239,7 @@ enum HelloStep {
 /// ClientHello. Feed it every captured frame in capture order.
 pub struct FlowTracker {
     config: FlowConfig,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FlowMap,
     ready: Vec<FlowRecord>,
     stats: TrackerStats,
     last_scan: Option<Duration>,
@@ -247,7 +251,7 @@ impl FlowTracker {
     pub fn new(config: FlowConfig) -> Self {
         Self {
             config,
-            flows: HashMap::new(),
+            flows: FlowMap::default(),
             ready: Vec::new(),
             stats: TrackerStats::default(),
             last_scan: None,
@@ -354,151 +358,170 @@ impl FlowTracker {
         }
     }
 
-    fn insert(&mut self, key: FlowKey, flow: Flow) -> bool {
-        if self.flows.len() >= self.config.max_flows {
-            self.stats.flows_refused += 1;
-            return false;
+    /// Files the outcome of a packet for a flow that is not (or no longer) in the table.
+    fn settle(&mut self, key: FlowKey, flow: Flow, after: After) {
+        match after {
+            After::Continue => {
+                if self.flows.len() >= self.config.max_flows {
+                    self.stats.flows_refused += 1;
+                    return;
+                }
+                self.stats.flows_started += 1;
+                self.flows.insert(key, flow);
+            }
+            After::NotTls => {
+                self.stats.flows_started += 1;
+                self.stats.flows_not_tls += 1;
+            }
+            After::End(end) => {
+                self.stats.flows_started += 1;
+                self.emit(flow, end);
+            }
         }
-        self.stats.flows_started += 1;
-        self.flows.insert(key, flow);
-        true
+    }
+
+    /// Files the outcome of a packet for a flow in the table.
+    fn settle_tracked(&mut self, key: &FlowKey, after: After) {
+        match after {
+            After::Continue => {}
+            After::NotTls => {
+                self.stats.flows_not_tls += 1;
+                self.flows.remove(key);
+            }
+            After::End(end) => self.close(key, end),
+        }
     }
 
     fn tcp(&mut self, ts: Duration, src: IpAddr, dst: IpAddr, tcp: &TcpSegment<'_>) {
         let from = SocketAddr::new(src, tcp.src_port());
         let to = SocketAddr::new(dst, tcp.dst_port());
         let key = FlowKey::new(PROTO_TCP, from, to);
-        let flags = tcp.flags();
-        let payload = tcp.payload();
-        let seq = tcp.seq();
-
-        if flags.syn() && !flags.ack() {
+        let fresh_syn = tcp.flags().syn() && !tcp.flags().ack();
+        // One table lookup for the common case: a packet of a known flow.
+        if let Some(flow) = self.flows.get_mut(&key) {
             // A fresh SYN with another ISN on a known 5-tuple is a new connection.
-            if let Some(old) = self.flows.get(&key) {
-                if old.client_isn == Some(seq) {
-                    // retransmitted SYN: fall through to counting
-                } else {
-                    self.close(&key, FlowEnd::Reused);
-                }
-            }
-            if !self.flows.contains_key(&key) {
-                let mut flow = Flow::new(FlowTransport::Tcp, from, to, ts);
-                flow.client_isn = Some(seq);
-                if !self.insert(key, flow) {
-                    return;
-                }
-            }
-        } else if !self.flows.contains_key(&key) {
-            // Picked up mid-stream (capture started after the SYN): only a segment that
-            // starts a ClientHello starts a flow.
-            if !looks_like_client_hello(payload) {
+            if !(fresh_syn && flow.client_isn != Some(tcp.seq())) {
+                let after = tcp_packet(&self.config, flow, ts, from, tcp);
+                self.settle_tracked(&key, after);
                 return;
             }
-            let mut flow = Flow::new(FlowTransport::Tcp, from, to, ts);
-            flow.client_isn = Some(seq.wrapping_sub(1));
-            if !self.insert(key, flow) {
-                return;
-            }
+            self.close(&key, FlowEnd::Reused);
         }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
-        flow.last_ts = ts;
-        let outbound = from == flow.client;
-        if outbound {
-            flow.packets_out += 1;
-            flow.bytes_out += payload.len() as u64;
-            flow.fin_out |= flags.fin();
+        let mut flow = Flow::new(FlowTransport::Tcp, from, to, ts);
+        if fresh_syn {
+            flow.client_isn = Some(tcp.seq());
+        } else if looks_like_client_hello(tcp.payload()) {
+            // Picked up mid-stream (capture started after the SYN).
+            flow.client_isn = Some(tcp.seq().wrapping_sub(1));
         } else {
-            flow.packets_in += 1;
-            flow.bytes_in += payload.len() as u64;
-            flow.fin_in |= flags.fin();
-            if flags.syn() {
-                flow.records.start_at(seq.wrapping_add(1));
-            }
+            return;
         }
-
-        let mut not_tls = false;
-        if !payload.is_empty() {
-            if outbound {
-                if let (Some(isn), HelloState::Pending { .. }) = (flow.client_isn, &flow.hello) {
-                    let offset = seq.wrapping_sub(isn).wrapping_sub(1);
-                    not_tls = matches!(
-                        tcp_hello_bytes(&mut flow.hello, &self.config, offset, payload),
-                        HelloStep::NotTls
-                    );
-                }
-            } else {
-                flow.records.segment(seq, payload);
-            }
-        }
-
-        if not_tls {
-            self.stats.flows_not_tls += 1;
-            self.flows.remove(&key);
-        } else if flags.rst() {
-            self.close(&key, FlowEnd::Reset);
-        } else if flow_fins(&self.flows, &key) {
-            self.close(&key, FlowEnd::Fin);
-        }
+        let after = tcp_packet(&self.config, &mut flow, ts, from, tcp);
+        self.settle(key, flow, after);
     }
 
     fn udp(&mut self, ts: Duration, src: IpAddr, dst: IpAddr, udp: &UdpDatagram<'_>) {
         let from = SocketAddr::new(src, udp.src_port());
         let to = SocketAddr::new(dst, udp.dst_port());
         let key = FlowKey::new(PROTO_UDP, from, to);
-        let payload = udp.payload();
-        if !self.flows.contains_key(&key) {
-            if !quic::looks_like_initial(payload) {
-                return;
-            }
-            let flow = Flow::new(FlowTransport::Quic, from, to, ts);
-            if !self.insert(key, flow) {
-                return;
-            }
-        }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
-        flow.last_ts = ts;
-        let outbound = from == flow.client;
-        if outbound {
-            flow.packets_out += 1;
-            flow.bytes_out += payload.len() as u64;
-        } else {
-            flow.packets_in += 1;
-            flow.bytes_in += payload.len() as u64;
-        }
-        if !outbound {
+        let scratch = &mut self.scratch;
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let after = udp_packet(&self.config, scratch, flow, ts, from, udp.payload());
+            self.settle_tracked(&key, after);
             return;
         }
-        let HelloState::Pending { assembler, packets } = &mut flow.hello else {
+        if !quic::looks_like_initial(udp.payload()) {
             return;
-        };
-        *packets = packets.saturating_add(1);
-        let first = *packets == 1;
-        let over = *packets > self.config.max_hello_packets;
-        let scratch = self
-            .scratch
-            .get_or_insert_with(|| vec![0; quic::SCRATCH_LEN]);
-        let step = match quic::client_datagram(assembler, scratch, first, payload) {
-            quic::Step::Waiting if over => HelloStep::NotTls,
-            quic::Step::Waiting => HelloStep::Waiting,
-            quic::Step::Hello(summary) => {
-                flow.hello = HelloState::Done(summary);
-                HelloStep::Completed
-            }
-            quic::Step::NotQuic => HelloStep::NotTls,
-        };
-        if matches!(step, HelloStep::NotTls) {
-            self.stats.flows_not_tls += 1;
-            self.flows.remove(&key);
         }
+        let mut flow = Flow::new(FlowTransport::Quic, from, to, ts);
+        let after = udp_packet(&self.config, scratch, &mut flow, ts, from, udp.payload());
+        self.settle(key, flow, after);
     }
 }
 
-fn flow_fins(flows: &HashMap<FlowKey, Flow>, key: &FlowKey) -> bool {
-    flows.get(key).is_some_and(|f| f.fin_out && f.fin_in)
+/// What a packet did to its flow.
+enum After {
+    Continue,
+    /// The flow's first client bytes are not a (valid) ClientHello: forget it.
+    NotTls,
+    End(FlowEnd),
+}
+
+fn tcp_packet(
+    config: &FlowConfig,
+    flow: &mut Flow,
+    ts: Duration,
+    from: SocketAddr,
+    tcp: &TcpSegment<'_>,
+) -> After {
+    let flags = tcp.flags();
+    let payload = tcp.payload();
+    let seq = tcp.seq();
+    // Capture timestamps can step backwards (clock changes, merged files).
+    flow.last_ts = flow.last_ts.max(ts);
+    if from == flow.client {
+        flow.packets_out += 1;
+        flow.bytes_out += payload.len() as u64;
+        flow.fin_out |= flags.fin();
+        if let (Some(isn), HelloState::Pending { .. }, false) =
+            (flow.client_isn, &flow.hello, payload.is_empty())
+        {
+            let offset = seq.wrapping_sub(isn).wrapping_sub(1);
+            if let HelloStep::NotTls = tcp_hello_bytes(&mut flow.hello, config, offset, payload) {
+                return After::NotTls;
+            }
+        }
+    } else {
+        flow.packets_in += 1;
+        flow.bytes_in += payload.len() as u64;
+        flow.fin_in |= flags.fin();
+        if flags.syn() {
+            flow.records.start_at(seq.wrapping_add(1));
+        }
+        flow.records.segment(seq, payload);
+    }
+    if flags.rst() {
+        After::End(FlowEnd::Reset)
+    } else if flow.fin_out && flow.fin_in {
+        After::End(FlowEnd::Fin)
+    } else {
+        After::Continue
+    }
+}
+
+fn udp_packet(
+    config: &FlowConfig,
+    scratch: &mut Option<Vec<u8>>,
+    flow: &mut Flow,
+    ts: Duration,
+    from: SocketAddr,
+    payload: &[u8],
+) -> After {
+    // Capture timestamps can step backwards (clock changes, merged files).
+    flow.last_ts = flow.last_ts.max(ts);
+    if from != flow.client {
+        flow.packets_in += 1;
+        flow.bytes_in += payload.len() as u64;
+        return After::Continue;
+    }
+    flow.packets_out += 1;
+    flow.bytes_out += payload.len() as u64;
+    let HelloState::Pending { assembler, packets } = &mut flow.hello else {
+        return After::Continue;
+    };
+    *packets = packets.saturating_add(1);
+    let first = *packets == 1;
+    let over = *packets > config.max_hello_packets;
+    let scratch = scratch.get_or_insert_with(|| vec![0; quic::SCRATCH_LEN]);
+    match quic::client_datagram(assembler, scratch, first, payload) {
+        quic::Step::Waiting if over => After::NotTls,
+        quic::Step::Waiting => After::Continue,
+        quic::Step::Hello(summary) => {
+            flow.hello = HelloState::Done(summary);
+            After::Continue
+        }
+        quic::Step::NotQuic => After::NotTls,
+    }
 }
 
 /// Bytes from the client at stream `offset` while the hello is pending.

@@ -4,7 +4,7 @@
 //! be reported precisely.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,20 +93,36 @@ pub struct PcapSource {
 impl PcapSource {
     /// Opens a pcap/pcapng file; gzip is detected by its magic bytes, not its name.
     pub fn open(path: &Path) -> Result<Self, PcapSourceError> {
-        Self::from_reader(File::open(path)?)
+        let mut file = File::open(path)?;
+        let mut magic = [0u8; 2];
+        let got = read_up_to(&mut file, &mut magic)?;
+        // A file can be rewound, so the parser reads it directly (no extra copy).
+        file.seek(SeekFrom::Start(0))?;
+        Self::build(
+            Box::new(FillingReader(file)),
+            magic.get(..got).unwrap_or_default(),
+        )
     }
 
-    pub fn from_reader<R: Read + Send + 'static>(reader: R) -> Result<Self, PcapSourceError> {
-        let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-        let magic = io::BufRead::fill_buf(&mut buffered)?;
-        let gzip = magic.starts_with(&[0x1f, 0x8b]);
+    pub fn from_reader<R: Read + Send + 'static>(mut reader: R) -> Result<Self, PcapSourceError> {
+        let mut magic = [0u8; 2];
+        let got = read_up_to(&mut reader, &mut magic)?;
+        let head = magic.get(..got).unwrap_or_default();
+        let whole = io::Cursor::new(head.to_vec()).chain(reader);
+        Self::build(Box::new(FillingReader(whole)), head)
+    }
+
+    fn build(input: Box<dyn Read + Send>, magic: &[u8]) -> Result<Self, PcapSourceError> {
         if magic.is_empty() {
             return Err(PcapSourceError::Empty);
         }
+        let gzip = magic == [0x1f, 0x8b];
         let input: Box<dyn Read + Send> = if gzip {
-            Box::new(MultiGzDecoder::new(buffered))
+            Box::new(FillingReader(MultiGzDecoder::new(
+                BufReader::with_capacity(64 * 1024, input),
+            )))
         } else {
-            Box::new(buffered)
+            input
         };
         let read_error = Arc::new(Mutex::new(None));
         let input = ErrorLatch {
@@ -348,4 +364,27 @@ fn take_latched(error: &Mutex<Option<io::Error>>) -> Option<String> {
     } else {
         format!("read failed: {e}")
     })
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Fills the whole buffer unless the input ends: the parser probes the file format
+/// with a single read, which a short read (a pipe, a decompressor) would fail.
+struct FillingReader<R>(R);
+
+impl<R: Read> Read for FillingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_up_to(&mut self.0, buf)
+    }
 }
