@@ -12,13 +12,13 @@ use crate::store::{
     ApiKeyInfo, Budget, Device, DeviceStatus, EnrollmentToken, Org, Period, UsageCursor,
     UsageQuery, UsageRow, User,
 };
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,15 +37,47 @@ fn bad_request(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid", m)
 }
 
-fn json_body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(v)| v).map_err(|e| match e {
+/// Parses a JSON object body. Serde would also take an array for a struct, which no
+/// client means, so the object shape is checked first.
+fn json_body<T: serde::de::DeserializeOwned>(
+    r: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    let v = r.map(|Json(v)| v).map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send Content-Type: application/json",
         ),
         other => bad_request(other.body_text()),
-    })
+    })?;
+    if !v.is_object() {
+        return Err(bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(v).map_err(|e| bad_request(format!("invalid body: {e}")))
+}
+
+/// JSON Schema's integers include `5.0`; serde's i64 does not. Accepts both.
+fn int_like<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {n}"
+        ))),
+    }
+}
+
+fn opt_int_like<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "int_like")] i64);
+    Ok(Option::<W>::deserialize(d)?.map(|W(i)| i))
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|v| !v.is_empty())
 }
 
 fn query<T>(r: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -132,7 +164,8 @@ fn period_label(p: Period, bucket: i64) -> String {
 }
 
 fn encode_cursor(c: &UsageCursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
 fn decode_cursor(s: &str) -> Result<UsageCursor, ApiError> {
@@ -146,28 +179,55 @@ fn decode_cursor(s: &str) -> Result<UsageCursor, ApiError> {
 /// Usage per user, product and period.
 #[utoipa::path(get, path = "/v1/usage", params(UsageParams), security(("api_key" = [])),
     responses((status = 200, body = UsagePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn usage(State(st): State<AppState>, q: Result<Query<UsageParams>, QueryRejection>) -> Result<Json<UsagePage>, ApiError> {
+async fn usage(
+    State(st): State<AppState>,
+    q: Result<Query<UsageParams>, QueryRejection>,
+) -> Result<Json<UsagePage>, ApiError> {
     Ok(Json(query_usage(st.store.as_ref(), query(q)?).await?))
 }
 
 /// The usage API as a library call (the CLI and the dashboard use it too).
 pub async fn query_usage(store: &dyn crate::Store, p: UsageParams) -> Result<UsagePage, ApiError> {
+    let p = UsageParams {
+        period: non_empty(p.period),
+        start_date: p.start_date,
+        end_date: p.end_date,
+        user_id: non_empty(p.user_id),
+        provider: non_empty(p.provider),
+        model: non_empty(p.model),
+        department: non_empty(p.department),
+        org_id: non_empty(p.org_id),
+        cursor: non_empty(p.cursor),
+        limit: non_empty(p.limit),
+    };
     let period = match p.period.as_deref() {
         None => Period::Daily,
         Some("hourly") => Period::Hourly,
         Some("daily") => Period::Daily,
         Some("weekly") => Period::Weekly,
         Some("monthly") => Period::Monthly,
-        Some(other) => return Err(bad_request(format!("period: hourly, daily, weekly or monthly, not {other:?}"))),
+        Some(other) => {
+            return Err(bad_request(format!(
+                "period: hourly, daily, weekly or monthly, not {other:?}"
+            )));
+        }
     };
     let limit = match p.limit.as_deref() {
         None => 25,
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(bad_request(format!("limit: an integer from 1 to 100, not {s:?}"))),
+            _ => {
+                return Err(bad_request(format!(
+                    "limit: an integer from 1 to 100, not {s:?}"
+                )));
+            }
         },
     };
-    let start = p.start_date.as_deref().map(|s| parse_day("start_date", s)).transpose()?;
+    let start = p
+        .start_date
+        .as_deref()
+        .map(|s| parse_day("start_date", s))
+        .transpose()?;
     let end = p
         .end_date
         .as_deref()
@@ -224,8 +284,10 @@ pub async fn query_usage(store: &dyn crate::Store, p: UsageParams) -> Result<Usa
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewOrg {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// CN that device CSRs must carry; default "Toktra Device".
+    #[schema(min_length = 1, max_length = 64)]
     pub cert_subject: Option<String>,
 }
 
@@ -237,28 +299,42 @@ async fn list_orgs(State(st): State<AppState>) -> Result<Json<Vec<Org>>, ApiErro
 
 #[utoipa::path(post, path = "/v1/orgs", request_body = NewOrg, security(("api_key" = [])),
     responses((status = 201, body = Org), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn create_org(State(st): State<AppState>, b: Result<Json<NewOrg>, JsonRejection>) -> Result<(StatusCode, Json<Org>), ApiError> {
-    let b = json_body(b)?;
-    let org = Admin::new(st.store.clone()).create_org(&b.name, b.cert_subject.as_deref()).await?;
+async fn create_org(
+    State(st): State<AppState>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Org>), ApiError> {
+    let b: NewOrg = json_body(b)?;
+    let org = Admin::new(st.store.clone())
+        .create_org(&b.name, b.cert_subject.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
 async fn require_org(st: &AppState, org_id: &str) -> Result<Org, ApiError> {
-    st.store
-        .get_org(org_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("organization {org_id} not found")))
+    st.store.get_org(org_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("organization {org_id} not found"),
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Org), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_org(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Org>, ApiError> {
+async fn get_org(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Org>, ApiError> {
     Ok(Json(require_org(&st, &org_id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/devices", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<Device>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_devices(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<Device>>, ApiError> {
+async fn list_devices(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<Device>>, ApiError> {
     require_org(&st, &org_id).await?;
     Ok(Json(st.store.list_devices(Some(&org_id)).await?))
 }
@@ -266,15 +342,29 @@ async fn list_devices(State(st): State<AppState>, Path(org_id): Path<String>) ->
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/devices/{device_id}/lock", security(("api_key" = [])),
     params(("org_id" = String, Path), ("device_id" = String, Path)),
     responses((status = 200, body = Device), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn lock_device(State(st): State<AppState>, Path((org_id, device_id)): Path<(String, String)>) -> Result<Json<Device>, ApiError> {
-    Ok(Json(Admin::new(st.store.clone()).set_device_locked(&org_id, &device_id, true).await?))
+async fn lock_device(
+    State(st): State<AppState>,
+    Path((org_id, device_id)): Path<(String, String)>,
+) -> Result<Json<Device>, ApiError> {
+    Ok(Json(
+        Admin::new(st.store.clone())
+            .set_device_locked(&org_id, &device_id, true)
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/devices/{device_id}/unlock", security(("api_key" = [])),
     params(("org_id" = String, Path), ("device_id" = String, Path)),
     responses((status = 200, body = Device), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn unlock_device(State(st): State<AppState>, Path((org_id, device_id)): Path<(String, String)>) -> Result<Json<Device>, ApiError> {
-    Ok(Json(Admin::new(st.store.clone()).set_device_locked(&org_id, &device_id, false).await?))
+async fn unlock_device(
+    State(st): State<AppState>,
+    Path((org_id, device_id)): Path<(String, String)>,
+) -> Result<Json<Device>, ApiError> {
+    Ok(Json(
+        Admin::new(st.store.clone())
+            .set_device_locked(&org_id, &device_id, false)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -283,12 +373,16 @@ pub struct NewToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// How many devices may enroll with it.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "opt_int_like")]
     pub max_uses: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/enrollment-tokens", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<EnrollmentToken>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_tokens(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
+async fn list_tokens(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
     require_org(&st, &org_id).await?;
     Ok(Json(st.store.list_enrollment_tokens(&org_id).await?))
 }
@@ -296,20 +390,38 @@ async fn list_tokens(State(st): State<AppState>, Path(org_id): Path<String>) -> 
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/enrollment-tokens", request_body = NewToken, security(("api_key" = [])),
     params(("org_id" = String, Path)),
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn create_token(State(st): State<AppState>, Path(org_id): Path<String>, b: Result<Json<NewToken>, JsonRejection>) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let b = json_body(b)?;
+async fn create_token(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let b: NewToken = json_body(b)?;
     require_org(&st, &org_id).await?;
-    let t = Admin::new(st.store.clone()).create_enrollment_token(&org_id, b.expires_at, b.max_uses).await?;
+    let t = Admin::new(st.store.clone())
+        .create_enrollment_token(&org_id, b.expires_at, b.max_uses)
+        .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/enrollment-tokens/{token_id}/revoke", security(("api_key" = [])),
     params(("org_id" = String, Path), ("token_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_token(State(st): State<AppState>, Path((org_id, token_id)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
-    let owned = st.store.list_enrollment_tokens(&org_id).await?.iter().any(|t| t.id == token_id);
+async fn revoke_token(
+    State(st): State<AppState>,
+    Path((org_id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let owned = st
+        .store
+        .list_enrollment_tokens(&org_id)
+        .await?
+        .iter()
+        .any(|t| t.id == token_id);
     if !owned {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("enrollment token {token_id} not found in organization {org_id}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("enrollment token {token_id} not found in organization {org_id}"),
+        ));
     }
     st.store.revoke_enrollment_token(&token_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -320,6 +432,7 @@ pub struct SetBudget {
     /// None: the organization-wide budget.
     pub department: Option<String>,
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "int_like")]
     pub monthly_tokens: i64,
     #[serde(default)]
     pub hard_cap: bool,
@@ -329,7 +442,10 @@ pub struct SetBudget {
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/budgets", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<Budget>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_budgets(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<Budget>>, ApiError> {
+async fn list_budgets(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<Budget>>, ApiError> {
     require_org(&st, &org_id).await?;
     Ok(Json(st.store.list_budgets(&org_id).await?))
 }
@@ -337,8 +453,12 @@ async fn list_budgets(State(st): State<AppState>, Path(org_id): Path<String>) ->
 #[utoipa::path(put, path = "/v1/orgs/{org_id}/budgets", request_body = SetBudget, security(("api_key" = [])),
     params(("org_id" = String, Path)),
     responses((status = 200, body = Budget), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn set_budget(State(st): State<AppState>, Path(org_id): Path<String>, b: Result<Json<SetBudget>, JsonRejection>) -> Result<Json<Budget>, ApiError> {
-    let b = json_body(b)?;
+async fn set_budget(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<Budget>, ApiError> {
+    let b: SetBudget = json_body(b)?;
     require_org(&st, &org_id).await?;
     let budget = Budget {
         org_id,
@@ -351,19 +471,27 @@ async fn set_budget(State(st): State<AppState>, Path(org_id): Path<String>, b: R
     Ok(Json(budget))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DepartmentParam {
-    /// Absent: the organization-wide budget.
-    pub department: Option<String>,
+/// Deletes the organization-wide budget.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/budgets/organization", security(("api_key" = [])),
+    params(("org_id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_org_budget(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    st.store.delete_budget(&org_id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/orgs/{org_id}/budgets", security(("api_key" = [])),
-    params(("org_id" = String, Path), DepartmentParam),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_budget(State(st): State<AppState>, Path(org_id): Path<String>, q: Result<Query<DepartmentParam>, QueryRejection>) -> Result<StatusCode, ApiError> {
-    let q = query(q)?;
-    st.store.delete_budget(&org_id, q.department.as_deref().filter(|d| !d.is_empty())).await?;
+/// Deletes a department's budget.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/budgets/departments/{department}", security(("api_key" = [])),
+    params(("org_id" = String, Path), ("department" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_department_budget(
+    State(st): State<AppState>,
+    Path((org_id, department)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    st.store.delete_budget(&org_id, Some(&department)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -384,7 +512,10 @@ pub struct BudgetStatusItem {
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/budgets/status", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<BudgetStatusItem>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn budget_status(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<BudgetStatusItem>>, ApiError> {
+async fn budget_status(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<BudgetStatusItem>>, ApiError> {
     require_org(&st, &org_id).await?;
     let entries = crate::budget::org_status(st.store.as_ref(), &org_id, Utc::now()).await?;
     Ok(Json(
@@ -396,7 +527,10 @@ async fn budget_status(State(st): State<AppState>, Path(org_id): Path<String>) -
                 limit: e.limit,
                 used: e.used,
                 remaining: e.remaining,
-                state: serde_json::to_value(e.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                state: serde_json::to_value(e.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 hard_cap: e.hard_cap,
                 threshold_pct: e.threshold_pct,
             })
@@ -406,21 +540,36 @@ async fn budget_status(State(st): State<AppState>, Path(org_id): Path<String>) -
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct Department {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/departments", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<Department>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_departments(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<Department>>, ApiError> {
+async fn list_departments(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<Department>>, ApiError> {
     require_org(&st, &org_id).await?;
-    Ok(Json(st.store.list_departments(&org_id).await?.into_iter().map(|name| Department { name }).collect()))
+    Ok(Json(
+        st.store
+            .list_departments(&org_id)
+            .await?
+            .into_iter()
+            .map(|name| Department { name })
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/departments", request_body = Department, security(("api_key" = [])),
     params(("org_id" = String, Path)),
     responses((status = 201, body = Department), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn create_department(State(st): State<AppState>, Path(org_id): Path<String>, b: Result<Json<Department>, JsonRejection>) -> Result<(StatusCode, Json<Department>), ApiError> {
-    let b = json_body(b)?;
+async fn create_department(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<Department>), ApiError> {
+    let b: Department = json_body(b)?;
     require_org(&st, &org_id).await?;
     if b.name.trim().is_empty() || b.name.len() > 200 {
         return Err(bad_request("name: 1 to 200 characters"));
@@ -432,6 +581,7 @@ async fn create_department(State(st): State<AppState>, Path(org_id): Path<String
 #[derive(Deserialize, ToSchema)]
 pub struct SetUser {
     /// The local account as agents report it (`ACME\jsmith`, `jsmith`).
+    #[schema(min_length = 1, max_length = 1024)]
     pub user_id: String,
     pub email: Option<String>,
     pub department: Option<String>,
@@ -439,7 +589,10 @@ pub struct SetUser {
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/users", security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = Vec<User>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_users(State(st): State<AppState>, Path(org_id): Path<String>) -> Result<Json<Vec<User>>, ApiError> {
+async fn list_users(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+) -> Result<Json<Vec<User>>, ApiError> {
     require_org(&st, &org_id).await?;
     Ok(Json(st.store.list_users(&org_id).await?))
 }
@@ -448,8 +601,12 @@ async fn list_users(State(st): State<AppState>, Path(org_id): Path<String>) -> R
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/users", request_body = SetUser, security(("api_key" = [])),
     params(("org_id" = String, Path)),
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn set_user(State(st): State<AppState>, Path(org_id): Path<String>, b: Result<Json<SetUser>, JsonRejection>) -> Result<Json<User>, ApiError> {
-    let b = json_body(b)?;
+async fn set_user(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let b: SetUser = json_body(b)?;
     require_org(&st, &org_id).await?;
     let u = User {
         org_id,
@@ -467,18 +624,30 @@ pub struct ImportResult {
 }
 
 /// CSV lines `user_id,email,department` (header optional).
-#[utoipa::path(post, path = "/v1/orgs/{org_id}/users/import", request_body(content = String, content_type = "text/csv"),
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/users/import", request_body(content = String, content_type = "text/csv", description = "user_id,email,department lines"),
     security(("api_key" = [])), params(("org_id" = String, Path)),
     responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn import_users(State(st): State<AppState>, Path(org_id): Path<String>, body: axum::body::Bytes) -> Result<Json<ImportResult>, ApiError> {
+async fn import_users(
+    State(st): State<AppState>,
+    Path(org_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ImportResult>, ApiError> {
     require_org(&st, &org_id).await?;
     let text = std::str::from_utf8(&body).map_err(|_| bad_request("the CSV is not UTF-8"))?;
-    let imported = Admin::new(st.store.clone()).import_users_csv(&org_id, text).await?;
+    if text.trim().is_empty() {
+        return Err(bad_request(
+            "the CSV is empty; send user_id,email,department lines",
+        ));
+    }
+    let imported = Admin::new(st.store.clone())
+        .import_users_csv(&org_id, text)
+        .await?;
     Ok(Json(ImportResult { imported }))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewApiKey {
+    #[schema(max_length = 200)]
     pub name: String,
 }
 
@@ -490,14 +659,23 @@ async fn list_api_keys(State(st): State<AppState>) -> Result<Json<Vec<ApiKeyInfo
 
 #[utoipa::path(post, path = "/v1/api-keys", request_body = NewApiKey, security(("api_key" = [])),
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)))]
-async fn create_api_key(State(st): State<AppState>, b: Result<Json<NewApiKey>, JsonRejection>) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    let b = json_body(b)?;
-    Ok((StatusCode::CREATED, Json(Admin::new(st.store.clone()).create_api_key(&b.name).await?)))
+async fn create_api_key(
+    State(st): State<AppState>,
+    b: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    let b: NewApiKey = json_body(b)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Admin::new(st.store.clone()).create_api_key(&b.name).await?),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/api-keys/{key_id}/revoke", security(("api_key" = [])), params(("key_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_api_key(State(st): State<AppState>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn revoke_api_key(
+    State(st): State<AppState>,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     st.store.revoke_api_key(&key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -519,7 +697,7 @@ impl utoipa::Modify for SecurityAddon {
 #[openapi(
     info(title = "Toktra admin API", description = "Usage, devices, budgets, enrollment tokens and API keys of a Toktra server."),
     paths(usage, list_orgs, create_org, get_org, list_devices, lock_device, unlock_device, list_tokens, create_token,
-        revoke_token, list_budgets, set_budget, delete_budget, budget_status, list_departments, create_department,
+        revoke_token, list_budgets, set_budget, delete_org_budget, delete_department_budget, budget_status, list_departments, create_department,
         list_users, set_user, import_users, list_api_keys, create_api_key, revoke_api_key),
     components(schemas(DeviceStatus, Period)),
     modifiers(&SecurityAddon)
@@ -536,7 +714,9 @@ async fn require_api_key(State(st): State<AppState>, req: Request, next: Next) -
         .map(str::trim);
     let Some(key) = key else {
         st.metrics.rejection("admin_unauthorized");
-        return unauthorized("send Authorization: Bearer <API key> (create one with `toktra admin api-key create`)");
+        return unauthorized(
+            "send Authorization: Bearer <API key> (create one with `toktra admin api-key create`)",
+        );
     };
     match st.store.api_key_valid(&secret_hash(key)).await {
         Ok(true) => next.run(req).await,
@@ -554,8 +734,10 @@ fn unauthorized(m: &str) -> Response {
         Json(serde_json::json!({"error": "unauthorized", "message": m})),
     )
         .into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
     r
 }
 
@@ -566,24 +748,59 @@ pub fn admin_router(state: AppState) -> axum::Router {
         .route("/v1/orgs", get(list_orgs).post(create_org))
         .route("/v1/orgs/{org_id}", get(get_org))
         .route("/v1/orgs/{org_id}/devices", get(list_devices))
-        .route("/v1/orgs/{org_id}/devices/{device_id}/lock", post(lock_device))
-        .route("/v1/orgs/{org_id}/devices/{device_id}/unlock", post(unlock_device))
-        .route("/v1/orgs/{org_id}/enrollment-tokens", get(list_tokens).post(create_token))
-        .route("/v1/orgs/{org_id}/enrollment-tokens/{token_id}/revoke", post(revoke_token))
-        .route("/v1/orgs/{org_id}/budgets", get(list_budgets).put(set_budget).delete(delete_budget))
+        .route(
+            "/v1/orgs/{org_id}/devices/{device_id}/lock",
+            post(lock_device),
+        )
+        .route(
+            "/v1/orgs/{org_id}/devices/{device_id}/unlock",
+            post(unlock_device),
+        )
+        .route(
+            "/v1/orgs/{org_id}/enrollment-tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route(
+            "/v1/orgs/{org_id}/enrollment-tokens/{token_id}/revoke",
+            post(revoke_token),
+        )
+        .route(
+            "/v1/orgs/{org_id}/budgets",
+            get(list_budgets).put(set_budget),
+        )
+        .route(
+            "/v1/orgs/{org_id}/budgets/organization",
+            axum::routing::delete(delete_org_budget),
+        )
+        .route(
+            "/v1/orgs/{org_id}/budgets/departments/{department}",
+            axum::routing::delete(delete_department_budget),
+        )
         .route("/v1/orgs/{org_id}/budgets/status", get(budget_status))
-        .route("/v1/orgs/{org_id}/departments", get(list_departments).post(create_department))
+        .route(
+            "/v1/orgs/{org_id}/departments",
+            get(list_departments).post(create_department),
+        )
         .route("/v1/orgs/{org_id}/users", get(list_users).post(set_user))
         .route("/v1/orgs/{org_id}/users/import", post(import_users))
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/v1/api-keys/{key_id}/revoke", post(revoke_api_key))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     axum::Router::new()
-        .route("/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(ApiDoc::openapi()) }),
+        )
         .route(
             "/metrics",
             get(|State(st): State<AppState>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    st.metrics.render(),
+                )
             }),
         )
         .route("/healthz", get(|| async { "ok" }))

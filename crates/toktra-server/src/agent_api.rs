@@ -59,11 +59,17 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{m} not found")),
+            StoreError::NotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{m} not found"))
+            }
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             other => {
                 tracing::error!("store: {other}");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store failed; retry later")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store failed; retry later",
+                )
             }
         }
     }
@@ -93,8 +99,14 @@ fn pkcs7_response(certs: &[&[u8]]) -> Response {
     }
     (
         [
-            (header::CONTENT_TYPE, "application/pkcs7-mime; smime-type=certs-only"),
-            (header::HeaderName::from_static("content-transfer-encoding"), "base64"),
+            (
+                header::CONTENT_TYPE,
+                "application/pkcs7-mime; smime-type=certs-only",
+            ),
+            (
+                header::HeaderName::from_static("content-transfer-encoding"),
+                "base64",
+            ),
         ],
         wrapped,
     )
@@ -110,8 +122,13 @@ fn decode_csr(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     if body.first() == Some(&0x30) {
         return Ok(body.to_vec());
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_csr", "the body is neither DER nor base64 text"))?;
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_csr",
+            "the body is neither DER nor base64 text",
+        )
+    })?;
     let b64: String = text
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -120,17 +137,30 @@ fn decode_csr(body: &[u8]) -> Result<Vec<u8>, ApiError> {
         .collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_csr", format!("the body is not base64 PKCS#10: {e}")))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_csr",
+                format!("the body is not base64 PKCS#10: {e}"),
+            )
+        })
 }
 
 fn csr_error(e: CaError) -> ApiError {
     match e {
-        CaError::CsrParse | CaError::CsrSignature | CaError::CsrKeyType(_) | CaError::CsrSubject { .. } => {
+        CaError::CsrParse
+        | CaError::CsrSignature
+        | CaError::CsrKeyType(_)
+        | CaError::CsrSubject { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_csr", e.to_string())
         }
         other => {
             tracing::error!("issuing a certificate: {other}");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", "the CA could not issue the certificate")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ca_error",
+                "the CA could not issue the certificate",
+            )
         }
     }
 }
@@ -141,19 +171,28 @@ fn enrollment_credentials(headers: &HeaderMap) -> Result<(Option<String>, String
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("enrollment needs an organization token: HTTP Basic ORG_ID:TOKEN or Bearer TOKEN"))?;
+        .ok_or_else(|| {
+            unauthorized(
+                "enrollment needs an organization token: HTTP Basic ORG_ID:TOKEN or Bearer TOKEN",
+            )
+        })?;
     if let Some(b) = value.strip_prefix("Basic ") {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b.trim())
             .map_err(|_| unauthorized("malformed Basic credentials"))?;
-        let text = String::from_utf8(raw).map_err(|_| unauthorized("malformed Basic credentials"))?;
-        let (org, token) = text.split_once(':').ok_or_else(|| unauthorized("Basic credentials must be ORG_ID:TOKEN"))?;
+        let text =
+            String::from_utf8(raw).map_err(|_| unauthorized("malformed Basic credentials"))?;
+        let (org, token) = text
+            .split_once(':')
+            .ok_or_else(|| unauthorized("Basic credentials must be ORG_ID:TOKEN"))?;
         return Ok((Some(org.to_owned()), token.to_owned()));
     }
     if let Some(t) = value.strip_prefix("Bearer ") {
         return Ok((None, t.trim().to_owned()));
     }
-    Err(unauthorized("unsupported Authorization scheme; use Basic or Bearer"))
+    Err(unauthorized(
+        "unsupported Authorization scheme; use Basic or Bearer",
+    ))
 }
 
 fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
@@ -165,10 +204,19 @@ fn header_text(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn simpleenroll(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn simpleenroll(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let result = enroll(&st, &headers, &body).await;
     if let Err(e) = &result {
-        st.metrics.rejection(if e.status == StatusCode::UNAUTHORIZED { "enroll_unauthorized" } else { "enroll_bad_request" });
+        st.metrics
+            .rejection(if e.status == StatusCode::UNAUTHORIZED {
+                "enroll_unauthorized"
+            } else {
+                "enroll_bad_request"
+            });
     }
     result
 }
@@ -184,11 +232,13 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         .use_enrollment_token(org_hint.as_deref(), &secret_hash(&token), now)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the enrollment token is unknown, revoked, expired, used up or of another organization"))?;
-    let org = st
-        .store
-        .get_org(&org_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the organization no longer exists"))?;
+    let org = st.store.get_org(&org_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the organization no longer exists",
+        )
+    })?;
 
     for attempt in 0..3 {
         let hint = header_text(headers, crate::HEADER_DEVICE_ID, 64).filter(|h| valid_id(h));
@@ -202,10 +252,13 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         let subject = org.cert_subject.clone();
         let id2 = identity.clone();
         let csr = csr.clone();
-        let issued = tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &id2))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string()))?
-            .map_err(csr_error)?;
+        let issued =
+            tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &id2))
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
+                })?
+                .map_err(csr_error)?;
         let device = Device {
             org_id: org.id.clone(),
             id: device_id.clone(),
@@ -234,11 +287,18 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "could not allocate a device id; retry"))
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "could not allocate a device id; retry",
+    ))
 }
 
 /// The device behind a request's client certificate, checked against its record.
-pub async fn authorize_device(st: &AppState, peer: &Peer) -> Result<(PeerIdentity, Device), ApiError> {
+pub async fn authorize_device(
+    st: &AppState,
+    peer: &Peer,
+) -> Result<(PeerIdentity, Device), ApiError> {
     let forbidden = |code: &'static str, m: String| ApiError::new(StatusCode::FORBIDDEN, code, m);
     let Some(peer) = &peer.0 else {
         st.metrics.rejection("no_client_certificate");
@@ -258,32 +318,54 @@ pub async fn authorize_device(st: &AppState, peer: &Peer) -> Result<(PeerIdentit
     let id = &peer.identity;
     let Some(device) = st.store.get_device(&id.org_id, &id.device_id).await? else {
         st.metrics.rejection("unknown_device");
-        return Err(forbidden("unknown_device", format!("device {} is not enrolled in organization {}", id.device_id, id.org_id)));
+        return Err(forbidden(
+            "unknown_device",
+            format!(
+                "device {} is not enrolled in organization {}",
+                id.device_id, id.org_id
+            ),
+        ));
     };
     if device.status == DeviceStatus::Locked {
         st.metrics.rejection("locked_device");
-        return Err(forbidden("device_locked", format!("device {} is locked by an administrator", id.device_id)));
+        return Err(forbidden(
+            "device_locked",
+            format!("device {} is locked by an administrator", id.device_id),
+        ));
     }
     let current = device.cert_serial.as_deref() == Some(peer.serial.as_str());
     let previous = device.prev_cert_serial.as_deref() == Some(peer.serial.as_str());
     if !(current || previous) {
         st.metrics.rejection("superseded_certificate");
-        return Err(forbidden("certificate_not_current", format!("certificate {} is not the current certificate of device {}; re-enroll", peer.serial, id.device_id)));
+        return Err(forbidden(
+            "certificate_not_current",
+            format!(
+                "certificate {} is not the current certificate of device {}; re-enroll",
+                peer.serial, id.device_id
+            ),
+        ));
     }
     Ok((peer, device))
 }
 
-async fn simplereenroll(State(st): State<AppState>, Extension(peer): Extension<Peer>, body: Bytes) -> Result<Response, ApiError> {
+async fn simplereenroll(
+    State(st): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let (peer, device) = authorize_device(&st, &peer).await?;
     let csr = decode_csr(&body)?;
     let ca = st.ca.clone();
     let identity = peer.identity.clone();
     // RFC 7030 §4.2.2: the same subject as the certificate being renewed.
     let subject = peer.subject_cn.clone();
-    let issued = tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string()))?
-        .map_err(csr_error)?;
+    let issued =
+        tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
+            })?
+            .map_err(csr_error)?;
     st.store
         .renew_device_cert(&device.org_id, &device.id, &issued.serial, issued.not_after)
         .await?;
@@ -295,12 +377,53 @@ async fn simplereenroll(State(st): State<AppState>, Extension(peer): Extension<P
     Ok(r)
 }
 
+/// Reads at most `limit` bytes. Past it, up to [`DRAIN_BYTES`] more are read and
+/// dropped before the 413 goes out: a client still sending when the server answers
+/// early often sees a reset instead of the status, and would retry blindly.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut excess = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading the body: {e}"),
+            )
+        })?;
+        if excess == 0 && out.len() + chunk.len() <= limit {
+            out.extend_from_slice(&chunk);
+        } else {
+            excess += chunk.len();
+            if excess > DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if excess > 0 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Gunzips with a hard output limit, so a zip bomb costs at most the limit.
 fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(data.len() * 4);
     let mut dec = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_encoding", format!("the gzip body does not decode: {e}")))?;
+    dec.read_to_end(&mut out).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_encoding",
+            format!("the gzip body does not decode: {e}"),
+        )
+    })?;
     if out.len() > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -311,12 +434,19 @@ fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-async fn ingest(State(st): State<AppState>, Extension(peer): Extension<Peer>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn ingest(
+    State(st): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (_, device) = authorize_device(&st, &peer).await?;
     let result = ingest_inner(&st, &device, &headers, body).await;
     match &result {
-        Ok(r) => st.metrics.batch(r.accepted, r.duplicates, started.elapsed().as_secs_f64()),
+        Ok(r) => st
+            .metrics
+            .batch(r.accepted, r.duplicates, started.elapsed().as_secs_f64()),
         Err(e) => st.metrics.rejection(match e.status {
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             StatusCode::BAD_REQUEST => "invalid_batch",
@@ -327,10 +457,13 @@ async fn ingest(State(st): State<AppState>, Extension(peer): Extension<Peer>, he
     result.map(|r| axum::Json(r).into_response())
 }
 
-async fn ingest_inner(st: &AppState, device: &Device, headers: &HeaderMap, body: Body) -> Result<IngestResponse, ApiError> {
-    let raw = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
-    })?;
+async fn ingest_inner(
+    st: &AppState,
+    device: &Device,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<IngestResponse, ApiError> {
+    let raw = read_limited(body, MAX_BODY_BYTES).await?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -348,13 +481,27 @@ async fn ingest_inner(st: &AppState, device: &Device, headers: &HeaderMap, body:
             ));
         }
     };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !ct.trim_start().to_ascii_lowercase().starts_with("application/json")
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
     {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("Content-Type {ct:?}: send application/json")));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type {ct:?}: send application/json"),
+        ));
     }
-    let batch: Batch = serde_json::from_slice(&json)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_batch", format!("the batch is not valid Event v1 JSON: {e}")))?;
+    let batch: Batch = serde_json::from_slice(&json).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch",
+            format!("the batch is not valid Event v1 JSON: {e}"),
+        )
+    })?;
     let now = Utc::now();
     batch
         .validate(now)
@@ -378,7 +525,8 @@ async fn ingest_inner(st: &AppState, device: &Device, headers: &HeaderMap, body:
             now,
         )
         .await?;
-    let budget = crate::budget::device_status(st.store.as_ref(), &device.org_id, &device.id, now).await?;
+    let budget =
+        crate::budget::device_status(st.store.as_ref(), &device.org_id, &device.id, now).await?;
     Ok(IngestResponse {
         batch_id,
         accepted: outcome.accepted,
@@ -387,8 +535,13 @@ async fn ingest_inner(st: &AppState, device: &Device, headers: &HeaderMap, body:
     })
 }
 
-async fn agent_budget(State(st): State<AppState>, Extension(peer): Extension<Peer>) -> Result<Response, ApiError> {
+async fn agent_budget(
+    State(st): State<AppState>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Response, ApiError> {
     let (_, device) = authorize_device(&st, &peer).await?;
-    let status = crate::budget::device_status(st.store.as_ref(), &device.org_id, &device.id, Utc::now()).await?;
+    let status =
+        crate::budget::device_status(st.store.as_ref(), &device.org_id, &device.id, Utc::now())
+            .await?;
     Ok(axum::Json(status).into_response())
 }

@@ -12,9 +12,16 @@ use toktra_proto::{BudgetEntry, BudgetState, BudgetStatus};
 /// The start of the UTC month containing `t`, shifted by `delta` months.
 pub fn month_start(t: DateTime<Utc>, delta: i32) -> DateTime<Utc> {
     let months = t.year() * 12 + t.month0() as i32 + delta;
-    Utc.with_ymd_and_hms(months.div_euclid(12), months.rem_euclid(12) as u32 + 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(t)
+    Utc.with_ymd_and_hms(
+        months.div_euclid(12),
+        months.rem_euclid(12) as u32 + 1,
+        1,
+        0,
+        0,
+        0,
+    )
+    .single()
+    .unwrap_or(t)
 }
 
 /// The status of one budget this month, without a user.
@@ -28,7 +35,12 @@ pub async fn entry_for(store: &dyn Store, b: &Budget, now: DateTime<Utc>) -> Res
     let mut limit = base;
     if b.rollover {
         let prev = store
-            .tokens_used(&b.org_id, b.department.as_deref(), month_start(now, -1), start)
+            .tokens_used(
+                &b.org_id,
+                b.department.as_deref(),
+                month_start(now, -1),
+                start,
+            )
             .await?
             .max(0) as u64;
         limit += base.saturating_sub(prev);
@@ -53,7 +65,11 @@ pub async fn entry_for(store: &dyn Store, b: &Budget, now: DateTime<Utc>) -> Res
 }
 
 /// Every budget of an organization, as the dashboard shows them.
-pub async fn org_status(store: &dyn Store, org_id: &str, now: DateTime<Utc>) -> Result<Vec<BudgetEntry>> {
+pub async fn org_status(
+    store: &dyn Store,
+    org_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<BudgetEntry>> {
     let mut out = Vec::new();
     for b in store.list_budgets(org_id).await? {
         out.push(entry_for(store, &b, now).await?);

@@ -6,17 +6,17 @@
 //! the server assigned, and only the CSR's public key and (checked) CN are used.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
-    PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    SubjectPublicKeyInfo,
 };
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 use toktra_proto::identity::DeviceIdentity;
-use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 pub const INTERMEDIATE_CN: &str = "Toktra Intermediate CA";
 pub const ROOT_CN: &str = "Toktra Root CA";
@@ -170,7 +170,8 @@ impl Ca {
             let root_cert = root_params.self_signed(&root_key)?;
             let root_issuer = Issuer::new(root_params, root_key);
             let int_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-            let int_cert = ca_params(INTERMEDIATE_CN, 10, Some(0)).signed_by(&int_key, &root_issuer)?;
+            let int_cert =
+                ca_params(INTERMEDIATE_CN, 10, Some(0)).signed_by(&int_key, &root_issuer)?;
             write_private(&root_path, &root_cert.pem())?;
             write_private(&dir.join("root.key"), &root_issuer.key().serialize_pem())?;
             write_private(&int_key_path, &int_key.serialize_pem())?;
@@ -248,7 +249,8 @@ impl Ca {
         expected_cn: &str,
         identity: &DeviceIdentity,
     ) -> Result<IssuedCert, CaError> {
-        let (_, csr) = X509CertificationRequest::from_der(csr_der).map_err(|_| CaError::CsrParse)?;
+        let (_, csr) =
+            X509CertificationRequest::from_der(csr_der).map_err(|_| CaError::CsrParse)?;
         let info = &csr.certification_request_info;
         let alg = info.subject_pki.algorithm.algorithm.to_id_string();
         let key_ok = match alg.as_str() {
@@ -295,8 +297,8 @@ impl Ca {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;
         let cert = p.signed_by(&spki, &self.issuer)?;
-        let not_after = chrono::DateTime::from_timestamp(p.not_after.unix_timestamp(), 0)
-            .unwrap_or_default();
+        let not_after =
+            chrono::DateTime::from_timestamp(p.not_after.unix_timestamp(), 0).unwrap_or_default();
         Ok(IssuedCert {
             der: cert.der().to_vec(),
             serial: serial_str,
@@ -363,7 +365,14 @@ pub fn pkcs7_certs_only(certs: &[&[u8]]) -> Vec<u8> {
     let signer_infos = tlv(0x31, &[]);
     let signed_data = tlv(
         0x30,
-        &[version, digest_algorithms, encap, certificates, signer_infos].concat(),
+        &[
+            version,
+            digest_algorithms,
+            encap,
+            certificates,
+            signer_infos,
+        ]
+        .concat(),
     );
     tlv(
         0x30,
@@ -397,10 +406,15 @@ mod tests {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, "Toktra Device");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Toktra Device");
         // The CSR asks for a SAN of another org: it must be ignored.
         params.subject_alt_names = vec![SanType::URI(
-            "urn:toktra:org:evil:device:x".to_string().try_into().unwrap(),
+            "urn:toktra:org:evil:device:x"
+                .to_string()
+                .try_into()
+                .unwrap(),
         )];
         let csr = params.serialize_request(&key).unwrap();
         let id = DeviceIdentity::new("acme", "dev1").unwrap();
@@ -427,7 +441,10 @@ mod tests {
 
         // Files are private and a second start reuses the same CA.
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("intermediate.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("intermediate.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = Ca::load_or_create(dir.path(), &[]).unwrap();
         assert_eq!(again.intermediate_der(), ca.intermediate_der());

@@ -25,8 +25,8 @@ mod classify;
 pub mod dashboard;
 pub mod metrics;
 pub mod ops;
-mod tls;
 pub mod store;
+mod tls;
 
 pub use ops::{Admin, CreatedApiKey, CreatedToken};
 pub use store::Store;
@@ -108,11 +108,11 @@ pub async fn open_store(
                 source,
             })?;
             let path = data_dir.join(SQLITE_FILE);
-            Ok(Arc::new(tokio::task::spawn_blocking(move || {
-                store::sqlite::SqliteStore::open(&path)
-            })
-            .await
-            .map_err(|e| store::StoreError::Worker(e.to_string()))??))
+            Ok(Arc::new(
+                tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| store::StoreError::Worker(e.to_string()))??,
+            ))
         }
     }
 }
@@ -188,14 +188,18 @@ impl Server {
                 addr: config.admin_listen,
                 source,
             })?;
-        let agent_addr = agent_listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.agent_listen,
-            source,
-        })?;
-        let admin_addr = admin_listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.admin_listen,
-            source,
-        })?;
+        let agent_addr = agent_listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                addr: config.agent_listen,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                addr: config.admin_listen,
+                source,
+            })?;
 
         let agent_tls = tls::agent_server_config(&ca)?;
         let agent_router = agent_api::router(state.clone());
@@ -211,7 +215,10 @@ impl Server {
             dashboard::DashboardConfig {
                 ingest_url: format!(
                     "https://{}:{}",
-                    config.agent_hostnames.first().map_or("localhost", String::as_str),
+                    config
+                        .agent_hostnames
+                        .first()
+                        .map_or("localhost", String::as_str),
                     agent_addr.port()
                 ),
                 secure_cookies: config.admin_tls,

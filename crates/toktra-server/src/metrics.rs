@@ -41,7 +41,8 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add((seconds * 1e6) as u64, Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 
     pub fn rejection(&self, reason: &'static str) {
@@ -61,33 +62,79 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let l = |a: &AtomicU64| a.load(Relaxed);
-        let _ = writeln!(s, "# HELP toktra_ingest_batches_total Batches acknowledged, by outcome.");
+        let _ = writeln!(
+            s,
+            "# HELP toktra_ingest_batches_total Batches acknowledged, by outcome."
+        );
         let _ = writeln!(s, "# TYPE toktra_ingest_batches_total counter");
-        let _ = writeln!(s, "toktra_ingest_batches_total{{outcome=\"stored\"}} {}", l(&self.batches_accepted));
-        let _ = writeln!(s, "toktra_ingest_batches_total{{outcome=\"duplicate\"}} {}", l(&self.batches_duplicate));
-        let _ = writeln!(s, "# HELP toktra_ingest_events_total Events acknowledged, by outcome.");
+        let _ = writeln!(
+            s,
+            "toktra_ingest_batches_total{{outcome=\"stored\"}} {}",
+            l(&self.batches_accepted)
+        );
+        let _ = writeln!(
+            s,
+            "toktra_ingest_batches_total{{outcome=\"duplicate\"}} {}",
+            l(&self.batches_duplicate)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP toktra_ingest_events_total Events acknowledged, by outcome."
+        );
         let _ = writeln!(s, "# TYPE toktra_ingest_events_total counter");
-        let _ = writeln!(s, "toktra_ingest_events_total{{outcome=\"accepted\"}} {}", l(&self.events_accepted));
-        let _ = writeln!(s, "toktra_ingest_events_total{{outcome=\"duplicate\"}} {}", l(&self.events_duplicate));
-        let _ = writeln!(s, "# HELP toktra_rejections_total Requests refused, by reason.");
+        let _ = writeln!(
+            s,
+            "toktra_ingest_events_total{{outcome=\"accepted\"}} {}",
+            l(&self.events_accepted)
+        );
+        let _ = writeln!(
+            s,
+            "toktra_ingest_events_total{{outcome=\"duplicate\"}} {}",
+            l(&self.events_duplicate)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP toktra_rejections_total Requests refused, by reason."
+        );
         let _ = writeln!(s, "# TYPE toktra_rejections_total counter");
-        let _ = writeln!(s, "toktra_rejections_total{{reason=\"tls_handshake\"}} {}", l(&self.tls_failures));
+        let _ = writeln!(
+            s,
+            "toktra_rejections_total{{reason=\"tls_handshake\"}} {}",
+            l(&self.tls_failures)
+        );
         if let Ok(m) = self.rejections.lock() {
             for (reason, n) in m.iter() {
                 let _ = writeln!(s, "toktra_rejections_total{{reason=\"{reason}\"}} {n}");
             }
         }
-        let _ = writeln!(s, "# HELP toktra_enrollments_total Device certificates issued.");
+        let _ = writeln!(
+            s,
+            "# HELP toktra_enrollments_total Device certificates issued."
+        );
         let _ = writeln!(s, "# TYPE toktra_enrollments_total counter");
         let _ = writeln!(s, "toktra_enrollments_total {}", l(&self.enrollments));
-        let _ = writeln!(s, "# HELP toktra_ingest_latency_seconds Time from request to acknowledgement of a batch.");
+        let _ = writeln!(
+            s,
+            "# HELP toktra_ingest_latency_seconds Time from request to acknowledgement of a batch."
+        );
         let _ = writeln!(s, "# TYPE toktra_ingest_latency_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "toktra_ingest_latency_seconds_bucket{{le=\"{b}\"}} {}", l(&self.latency_buckets[i]));
+            let _ = writeln!(
+                s,
+                "toktra_ingest_latency_seconds_bucket{{le=\"{b}\"}} {}",
+                l(&self.latency_buckets[i])
+            );
         }
         let count = l(&self.latency_count);
-        let _ = writeln!(s, "toktra_ingest_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "toktra_ingest_latency_seconds_sum {}", l(&self.latency_sum_us) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "toktra_ingest_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "toktra_ingest_latency_seconds_sum {}",
+            l(&self.latency_sum_us) as f64 / 1e6
+        );
         let _ = writeln!(s, "toktra_ingest_latency_seconds_count {count}");
         s
     }
@@ -104,9 +151,21 @@ mod tests {
         m.batch(0, 50, 0.2);
         m.rejection("too_large");
         let t = m.render();
-        assert!(t.contains("toktra_ingest_latency_seconds_bucket{le=\"0.005\"} 1"), "{t}");
-        assert!(t.contains("toktra_ingest_latency_seconds_bucket{le=\"0.25\"} 2"), "{t}");
-        assert!(t.contains("toktra_ingest_events_total{outcome=\"duplicate\"} 50"), "{t}");
-        assert!(t.contains("toktra_rejections_total{reason=\"too_large\"} 1"), "{t}");
+        assert!(
+            t.contains("toktra_ingest_latency_seconds_bucket{le=\"0.005\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("toktra_ingest_latency_seconds_bucket{le=\"0.25\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("toktra_ingest_events_total{outcome=\"duplicate\"} 50"),
+            "{t}"
+        );
+        assert!(
+            t.contains("toktra_rejections_total{reason=\"too_large\"} 1"),
+            "{t}"
+        );
     }
 }

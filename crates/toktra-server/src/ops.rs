@@ -140,6 +140,11 @@ impl Admin {
     }
 
     pub async fn create_api_key(&self, name: &str) -> Result<CreatedApiKey, AdminError> {
+        if name.len() > 200 {
+            return Err(AdminError::Invalid(
+                "API key name: at most 200 characters".into(),
+            ));
+        }
         let key = new_secret("tka_");
         let info = ApiKeyInfo {
             id: Uuid::now_v7().to_string(),
@@ -175,7 +180,9 @@ impl Admin {
     pub async fn set_budget(&self, b: &Budget) -> Result<(), AdminError> {
         self.require_org(&b.org_id).await?;
         if b.monthly_tokens < 0 {
-            return Err(AdminError::Invalid("monthly_tokens must not be negative".into()));
+            return Err(AdminError::Invalid(
+                "monthly_tokens must not be negative".into(),
+            ));
         }
         if let Some(d) = &b.department {
             self.store.create_department(&b.org_id, d).await?;
@@ -186,14 +193,20 @@ impl Admin {
     pub async fn set_user(&self, u: &User) -> Result<(), AdminError> {
         self.require_org(&u.org_id).await?;
         if u.user_id.is_empty() || u.user_id.len() > 1024 {
-            return Err(AdminError::Invalid("user_id must be 1 to 1024 bytes".into()));
+            return Err(AdminError::Invalid(
+                "user_id must be 1 to 1024 bytes".into(),
+            ));
         }
         Ok(self.store.upsert_user(u).await?)
     }
 
     /// Imports `user_id,email,department` lines (a header line naming those columns is
     /// optional; empty email or department means none). Returns the number of users.
-    pub async fn import_users_csv(&self, org_id: &str, csv_text: &str) -> Result<usize, AdminError> {
+    pub async fn import_users_csv(
+        &self,
+        org_id: &str,
+        csv_text: &str,
+    ) -> Result<usize, AdminError> {
         self.require_org(org_id).await?;
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)

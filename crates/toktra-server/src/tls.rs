@@ -23,7 +23,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn server_cert(ca: &Ca) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
+fn server_cert(
+    ca: &Ca,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
     let chain = rustls_pemfile::certs(&mut ca.server_chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ServerError::Tls(e.to_string()))?;
@@ -100,18 +102,21 @@ pub async fn serve(
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match acceptor {
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            metrics.tls_failure();
-                            tracing::debug!("TLS handshake refused: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            metrics.tls_failure();
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                metrics.tls_failure();
+                                tracing::debug!("TLS handshake refused: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                metrics.tls_failure();
+                                return;
+                            }
+                        };
                     let peer = Peer(
                         tls.get_ref()
                             .1
@@ -119,10 +124,12 @@ pub async fn serve(
                             .and_then(|c| c.first())
                             .map(|c| Arc::new(peer_identity(c).map_err(|e| e.to_string()))),
                     );
-                    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(peer.clone());
-                        router.clone().oneshot(req.map(axum::body::Body::new))
-                    });
+                    let svc = hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(peer.clone());
+                            router.clone().oneshot(req.map(axum::body::Body::new))
+                        },
+                    );
                     let conn = builder.serve_connection(TokioIo::new(tls), svc);
                     tokio::select! {
                         _ = conn => {}
@@ -130,10 +137,12 @@ pub async fn serve(
                     }
                 }
                 None => {
-                    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(Peer(None));
-                        router.clone().oneshot(req.map(axum::body::Body::new))
-                    });
+                    let svc = hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(Peer(None));
+                            router.clone().oneshot(req.map(axum::body::Body::new))
+                        },
+                    );
                     let conn = builder.serve_connection(TokioIo::new(tcp), svc);
                     tokio::select! {
                         _ = conn => {}

@@ -46,6 +46,6 @@ pg_stop() {
 # A fresh, empty database on the running cluster; prints its URL.
 pg_new_db() {
   local name=$1
-  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U toktra -d postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U toktra -d postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
   echo "postgres://toktra@127.0.0.1:$PG_PORT/$name"
 }

@@ -124,25 +124,64 @@ async fn tokens_and_keys(s: Arc<dyn Store>) {
     let other = admin.create_org("Other", None).await.unwrap();
     assert_eq!(org.cert_subject, "Toktra Device");
 
-    let once = admin.create_enrollment_token(&org.id, None, Some(1)).await.unwrap();
+    let once = admin
+        .create_enrollment_token(&org.id, None, Some(1))
+        .await
+        .unwrap();
     let h = secret_hash(&once.token);
-    assert_eq!(s.use_enrollment_token(Some(&other.id), &h, now()).await.unwrap(), None, "another org's id");
-    assert_eq!(s.use_enrollment_token(Some(&org.id), &h, now()).await.unwrap(), Some(org.id.clone()));
-    assert_eq!(s.use_enrollment_token(Some(&org.id), &h, now()).await.unwrap(), None, "use limit");
+    assert_eq!(
+        s.use_enrollment_token(Some(&other.id), &h, now())
+            .await
+            .unwrap(),
+        None,
+        "another org's id"
+    );
+    assert_eq!(
+        s.use_enrollment_token(Some(&org.id), &h, now())
+            .await
+            .unwrap(),
+        Some(org.id.clone())
+    );
+    assert_eq!(
+        s.use_enrollment_token(Some(&org.id), &h, now())
+            .await
+            .unwrap(),
+        None,
+        "use limit"
+    );
 
     let expiring = admin
         .create_enrollment_token(&org.id, Some(now() + Duration::hours(1)), None)
         .await
         .unwrap();
     let h = secret_hash(&expiring.token);
-    assert_eq!(s.use_enrollment_token(None, &h, now()).await.unwrap(), Some(org.id.clone()), "Bearer finds the org");
-    assert_eq!(s.use_enrollment_token(None, &h, now() + Duration::hours(2)).await.unwrap(), None, "expired");
+    assert_eq!(
+        s.use_enrollment_token(None, &h, now()).await.unwrap(),
+        Some(org.id.clone()),
+        "Bearer finds the org"
+    );
+    assert_eq!(
+        s.use_enrollment_token(None, &h, now() + Duration::hours(2))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
     s.revoke_enrollment_token(&expiring.info.id).await.unwrap();
-    assert_eq!(s.use_enrollment_token(None, &h, now()).await.unwrap(), None, "revoked");
+    assert_eq!(
+        s.use_enrollment_token(None, &h, now()).await.unwrap(),
+        None,
+        "revoked"
+    );
     let listed = s.list_enrollment_tokens(&org.id).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().any(|t| t.revoked && t.uses == 1));
-    assert!(admin.create_enrollment_token("no-such-org", None, None).await.is_err());
+    assert!(
+        admin
+            .create_enrollment_token("no-such-org", None, None)
+            .await
+            .is_err()
+    );
 
     let key = admin.create_api_key("ci").await.unwrap();
     assert!(s.api_key_valid(&secret_hash(&key.key)).await.unwrap());
@@ -156,32 +195,60 @@ async fn devices(s: Arc<dyn Store>) {
     let d = s.get_device(&org, &dev).await.unwrap().unwrap();
     let err = s.insert_device(&d).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    s.set_device_status(&org, &dev, DeviceStatus::Locked).await.unwrap();
-    assert_eq!(s.get_device(&org, &dev).await.unwrap().unwrap().status, DeviceStatus::Locked);
-    s.renew_device_cert(&org, &dev, "bb", now() + Duration::days(90)).await.unwrap();
+    s.set_device_status(&org, &dev, DeviceStatus::Locked)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_device(&org, &dev).await.unwrap().unwrap().status,
+        DeviceStatus::Locked
+    );
+    s.renew_device_cert(&org, &dev, "bb", now() + Duration::days(90))
+        .await
+        .unwrap();
     let d = s.get_device(&org, &dev).await.unwrap().unwrap();
     assert_eq!(d.cert_serial.as_deref(), Some("bb"));
     assert_eq!(d.prev_cert_serial.as_deref(), Some("aa"));
-    assert!(s.set_device_status(&org, "missing", DeviceStatus::Locked).await.is_err());
+    assert!(
+        s.set_device_status(&org, "missing", DeviceStatus::Locked)
+            .await
+            .is_err()
+    );
     assert_eq!(s.list_devices(Some(&org)).await.unwrap().len(), 1);
 }
 
 async fn ingest_is_idempotent(s: Arc<dyn Store>) {
     let (org, dev) = org_with_device(&s).await;
     let t = now();
-    let events: Vec<_> = (0..50).map(|_| event("alice", "ChatGPT", t, 10, 20)).collect();
+    let events: Vec<_> = (0..50)
+        .map(|_| event("alice", "ChatGPT", t, 10, 20))
+        .collect();
     let b1 = Uuid::now_v7();
-    let r = s.ingest(&org, &dev, b1, "0.1.0", None, &events, t).await.unwrap();
+    let r = s
+        .ingest(&org, &dev, b1, "0.1.0", None, &events, t)
+        .await
+        .unwrap();
     assert_eq!((r.accepted, r.duplicates), (50, 0));
-    let r = s.ingest(&org, &dev, b1, "0.1.0", None, &events, t).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (0, 50), "a retried batch is not counted again");
+    let r = s
+        .ingest(&org, &dev, b1, "0.1.0", None, &events, t)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.accepted, r.duplicates),
+        (0, 50),
+        "a retried batch is not counted again"
+    );
 
     // A new batch carrying ten old events and five new ones (and one repeated inside).
     let mut mixed: Vec<_> = events[..10].to_vec();
-    let fresh: Vec<_> = (0..5).map(|_| event("alice", "ChatGPT", t, 10, 20)).collect();
+    let fresh: Vec<_> = (0..5)
+        .map(|_| event("alice", "ChatGPT", t, 10, 20))
+        .collect();
     mixed.extend(fresh.iter().cloned());
     mixed.push(fresh[0].clone());
-    let r = s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", Some(3), &mixed, t).await.unwrap();
+    let r = s
+        .ingest(&org, &dev, Uuid::now_v7(), "0.1.0", Some(3), &mixed, t)
+        .await
+        .unwrap();
     assert_eq!((r.accepted, r.duplicates), (5, 11));
     assert_eq!(s.count_events(&org).await.unwrap(), 55);
     let used = s
@@ -189,8 +256,18 @@ async fn ingest_is_idempotent(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(used, 55 * 30);
-    assert_eq!(s.device_users(&org, &dev).await.unwrap(), vec!["alice".to_string()]);
-    assert!(s.get_device(&org, &dev).await.unwrap().unwrap().last_seen.is_some());
+    assert_eq!(
+        s.device_users(&org, &dev).await.unwrap(),
+        vec!["alice".to_string()]
+    );
+    assert!(
+        s.get_device(&org, &dev)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen
+            .is_some()
+    );
 }
 
 async fn concurrent_batches_never_undercount(s: Arc<dyn Store>) {
@@ -199,12 +276,21 @@ async fn concurrent_batches_never_undercount(s: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     // 40 distinct batches plus each of them sent a second time, all at once.
     let batches: Vec<(Uuid, Vec<StoredEvent>)> = (0..40)
-        .map(|i| (Uuid::now_v7(), (0..25).map(|_| event("bob", "Claude", t, 7 + i, 3)).collect()))
+        .map(|i| {
+            (
+                Uuid::now_v7(),
+                (0..25)
+                    .map(|_| event("bob", "Claude", t, 7 + i, 3))
+                    .collect(),
+            )
+        })
         .collect();
     for (id, evs) in batches.iter().chain(batches.iter()) {
         let (s, org, dev, id, evs) = (s.clone(), org.clone(), dev.clone(), *id, evs.clone());
         tasks.push(tokio::spawn(async move {
-            s.ingest(&org, &dev, id, "0.1.0", None, &evs, t).await.unwrap()
+            s.ingest(&org, &dev, id, "0.1.0", None, &evs, t)
+                .await
+                .unwrap()
         }));
     }
     let mut accepted = 0;
@@ -229,7 +315,12 @@ async fn usage_pages_and_filters(s: Arc<dyn Store>) {
     let (org, dev) = org_with_device(&s).await;
     let admin = Admin::new(s.clone());
     admin
-        .set_user(&User { org_id: org.clone(), user_id: "u0".into(), email: Some("u0@acme.test".into()), department: Some("eng".into()) })
+        .set_user(&User {
+            org_id: org.clone(),
+            user_id: "u0".into(),
+            email: Some("u0@acme.test".into()),
+            department: Some("eng".into()),
+        })
         .await
         .unwrap();
     // Three users x two products x three days (Mon 2026-11-23 .. Wed 2026-11-25).
@@ -238,14 +329,33 @@ async fn usage_pages_and_filters(s: Arc<dyn Store>) {
     for u in 0..3 {
         for p in ["ChatGPT", "Claude"] {
             for d in 0..3 {
-                events.push(event(&format!("u{u}"), p, day0 + Duration::days(d), 100, 50));
-                events.push(event(&format!("u{u}"), p, day0 + Duration::days(d) + Duration::hours(1), 100, 50));
+                events.push(event(
+                    &format!("u{u}"),
+                    p,
+                    day0 + Duration::days(d),
+                    100,
+                    50,
+                ));
+                events.push(event(
+                    &format!("u{u}"),
+                    p,
+                    day0 + Duration::days(d) + Duration::hours(1),
+                    100,
+                    50,
+                ));
             }
         }
     }
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &events, now()).await.unwrap();
+    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &events, now())
+        .await
+        .unwrap();
 
-    let mut q = UsageQuery { org_id: Some(org.clone()), period: Period::Daily, limit: 4, ..Default::default() };
+    let mut q = UsageQuery {
+        org_id: Some(org.clone()),
+        period: Period::Daily,
+        limit: 4,
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     loop {
         let page = s.usage(&q).await.unwrap();
@@ -273,21 +383,68 @@ async fn usage_pages_and_filters(s: Arc<dyn Store>) {
     assert_eq!(seen.len(), 18);
     assert_eq!(dedup.len(), 18, "pages neither repeat nor skip");
 
-    let base = UsageQuery { org_id: Some(org.clone()), limit: 100, ..Default::default() };
-    let weekly = s.usage(&UsageQuery { period: Period::Weekly, ..base.clone() }).await.unwrap();
+    let base = UsageQuery {
+        org_id: Some(org.clone()),
+        limit: 100,
+        ..Default::default()
+    };
+    let weekly = s
+        .usage(&UsageQuery {
+            period: Period::Weekly,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(weekly.total_count, 6);
-    assert_eq!(weekly.rows[0].bucket, "2026-11-23T00:00:00Z".parse::<DateTime<Utc>>().unwrap().timestamp());
+    assert_eq!(
+        weekly.rows[0].bucket,
+        "2026-11-23T00:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .timestamp()
+    );
     assert_eq!(weekly.rows[0].requests, 6);
-    let monthly = s.usage(&UsageQuery { period: Period::Monthly, ..base.clone() }).await.unwrap();
-    assert_eq!(monthly.rows[0].bucket, "2026-11-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap().timestamp());
-    let hourly = s.usage(&UsageQuery { period: Period::Hourly, ..base.clone() }).await.unwrap();
+    let monthly = s
+        .usage(&UsageQuery {
+            period: Period::Monthly,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        monthly.rows[0].bucket,
+        "2026-11-01T00:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .timestamp()
+    );
+    let hourly = s
+        .usage(&UsageQuery {
+            period: Period::Hourly,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(hourly.total_count, 36);
 
-    let by_dept = s.usage(&UsageQuery { department: Some("eng".into()), ..base.clone() }).await.unwrap();
+    let by_dept = s
+        .usage(&UsageQuery {
+            department: Some("eng".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert!(by_dept.rows.iter().all(|r| r.user_id == "u0"));
     assert_eq!(by_dept.rows[0].user_email.as_deref(), Some("u0@acme.test"));
     assert_eq!(by_dept.total_count, 6);
-    let by_model = s.usage(&UsageQuery { model: Some("Claude".into()), user_id: Some("u1".into()), ..base.clone() }).await.unwrap();
+    let by_model = s
+        .usage(&UsageQuery {
+            model: Some("Claude".into()),
+            user_id: Some("u1".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_model.total_count, 3);
     let ranged = s
         .usage(&UsageQuery {
@@ -298,44 +455,129 @@ async fn usage_pages_and_filters(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ranged.total_count, 6);
-    let none = s.usage(&UsageQuery { provider: Some("nobody".into()), ..base }).await.unwrap();
-    assert_eq!((none.total_count, none.rows.len(), none.has_more), (0, 0, false));
+    let none = s
+        .usage(&UsageQuery {
+            provider: Some("nobody".into()),
+            ..base
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (none.total_count, none.rows.len(), none.has_more),
+        (0, 0, false)
+    );
 }
 
 async fn budgets_follow_departments(s: Arc<dyn Store>) {
     let (org, dev) = org_with_device(&s).await;
     let admin = Admin::new(s.clone());
     let n = admin
-        .import_users_csv(&org, "user_id,email,department\nalice,alice@acme.test,eng\ncarol,,\n")
+        .import_users_csv(
+            &org,
+            "user_id,email,department\nalice,alice@acme.test,eng\ncarol,,\n",
+        )
         .await
         .unwrap();
     assert_eq!(n, 2);
-    admin.set_budget(&Budget { org_id: org.clone(), department: None, monthly_tokens: 10_000, hard_cap: false, rollover: false }).await.unwrap();
-    admin.set_budget(&Budget { org_id: org.clone(), department: Some("eng".into()), monthly_tokens: 1_000, hard_cap: true, rollover: false }).await.unwrap();
+    admin
+        .set_budget(&Budget {
+            org_id: org.clone(),
+            department: None,
+            monthly_tokens: 10_000,
+            hard_cap: false,
+            rollover: false,
+        })
+        .await
+        .unwrap();
+    admin
+        .set_budget(&Budget {
+            org_id: org.clone(),
+            department: Some("eng".into()),
+            monthly_tokens: 1_000,
+            hard_cap: true,
+            rollover: false,
+        })
+        .await
+        .unwrap();
     let t = now();
-    let evs = vec![event("alice", "ChatGPT", t, 700, 100), event("carol", "ChatGPT", t, 100, 0)];
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &evs, t).await.unwrap();
+    let evs = vec![
+        event("alice", "ChatGPT", t, 700, 100),
+        event("carol", "ChatGPT", t, 100, 0),
+    ];
+    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &evs, t)
+        .await
+        .unwrap();
 
-    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t).await.unwrap();
+    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)
+        .await
+        .unwrap();
     let whole = st.entries.iter().find(|e| e.user.is_none()).unwrap();
-    assert_eq!((whole.used, whole.limit, whole.state), (900, 10_000, BudgetState::Ok));
+    assert_eq!(
+        (whole.used, whole.limit, whole.state),
+        (900, 10_000, BudgetState::Ok)
+    );
     let alice = st.for_user("alice").unwrap();
     assert_eq!(alice.department.as_deref(), Some("eng"));
-    assert_eq!((alice.used, alice.limit, alice.state, alice.threshold_pct), (800, 1000, BudgetState::Warning, Some(75)));
+    assert_eq!(
+        (alice.used, alice.limit, alice.state, alice.threshold_pct),
+        (800, 1000, BudgetState::Warning, Some(75))
+    );
     assert!(alice.hard_cap);
     let carol = st.for_user("carol").unwrap();
-    assert_eq!(carol.department, None, "unmapped users fall under the organization budget");
+    assert_eq!(
+        carol.department, None,
+        "unmapped users fall under the organization budget"
+    );
 
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &[event("alice", "ChatGPT", t, 200, 0)], t).await.unwrap();
-    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t).await.unwrap();
+    s.ingest(
+        &org,
+        &dev,
+        Uuid::now_v7(),
+        "0.1.0",
+        None,
+        &[event("alice", "ChatGPT", t, 200, 0)],
+        t,
+    )
+    .await
+    .unwrap();
+    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)
+        .await
+        .unwrap();
     let alice = st.for_user("alice").unwrap();
-    assert_eq!((alice.state, alice.remaining, alice.threshold_pct), (BudgetState::Exceeded, 0, Some(100)));
+    assert_eq!(
+        (alice.state, alice.remaining, alice.threshold_pct),
+        (BudgetState::Exceeded, 0, Some(100))
+    );
 
     // Rollover: last month used 400 of 1000, so this month allows 1600.
     let last_month = toktra_server::budget::month_start(t, -1) + Duration::days(2);
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &[event("alice", "ChatGPT", last_month, 400, 0)], t).await.unwrap();
-    admin.set_budget(&Budget { org_id: org.clone(), department: Some("eng".into()), monthly_tokens: 1_000, hard_cap: true, rollover: true }).await.unwrap();
-    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t).await.unwrap();
+    s.ingest(
+        &org,
+        &dev,
+        Uuid::now_v7(),
+        "0.1.0",
+        None,
+        &[event("alice", "ChatGPT", last_month, 400, 0)],
+        t,
+    )
+    .await
+    .unwrap();
+    admin
+        .set_budget(&Budget {
+            org_id: org.clone(),
+            department: Some("eng".into()),
+            monthly_tokens: 1_000,
+            hard_cap: true,
+            rollover: true,
+        })
+        .await
+        .unwrap();
+    let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)
+        .await
+        .unwrap();
     let alice = st.for_user("alice").unwrap();
-    assert_eq!((alice.limit, alice.used, alice.state), (1600, 1000, BudgetState::Ok));
+    assert_eq!(
+        (alice.limit, alice.used, alice.state),
+        (1600, 1000, BudgetState::Ok)
+    );
 }

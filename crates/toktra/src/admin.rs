@@ -19,7 +19,13 @@ use toktra_server::store::{Budget, User};
 #[derive(clap::Args)]
 pub struct Args {
     /// The server's data directory.
-    #[arg(long, value_name = "DIR", env = "TOKTRA_DATA", default_value = "/var/lib/toktra", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TOKTRA_DATA",
+        default_value = "/var/lib/toktra",
+        global = true
+    )]
     data: PathBuf,
     /// PostgreSQL instead of the SQLite database under --data.
     #[arg(long, value_name = "URL", env = "TOKTRA_DATABASE_URL", global = true)]
@@ -253,7 +259,11 @@ struct UsageArgs {
     cursor: Option<String>,
 }
 
-fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -291,12 +301,22 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Org(OrgCmd::List) => {
             let orgs = store.list_orgs().await?;
             print(json, &orgs, |v| {
-                v.iter().map(|o| format!("{}\t{}\t{}", o.id, o.name, o.cert_subject)).collect::<Vec<_>>().join("\n")
+                v.iter()
+                    .map(|o| format!("{}\t{}\t{}", o.id, o.name, o.cert_subject))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })?;
         }
-        Cmd::Token(TokenCmd::Create { org, expires_in, max_uses }) => {
-            let expires_at: Option<DateTime<Utc>> = expires_in.map(|h| Utc::now() + chrono::Duration::hours(h));
-            let t = admin.create_enrollment_token(&org, expires_at, max_uses).await?;
+        Cmd::Token(TokenCmd::Create {
+            org,
+            expires_in,
+            max_uses,
+        }) => {
+            let expires_at: Option<DateTime<Utc>> =
+                expires_in.map(|h| Utc::now() + chrono::Duration::hours(h));
+            let t = admin
+                .create_enrollment_token(&org, expires_at, max_uses)
+                .await?;
             print(json, &t, |t| t.token.clone())?;
         }
         Cmd::Token(TokenCmd::List { org }) => {
@@ -308,8 +328,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                             "{}\tuses={}/{}\texpires={}\t{}",
                             t.id,
                             t.uses,
-                            t.max_uses.map(|n| n.to_string()).unwrap_or_else(|| "∞".into()),
-                            t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into()),
+                            t.max_uses
+                                .map(|n| n.to_string())
+                                .unwrap_or_else(|| "∞".into()),
+                            t.expires_at
+                                .map(|e| e.to_rfc3339())
+                                .unwrap_or_else(|| "never".into()),
                             if t.revoked { "revoked" } else { "active" }
                         )
                     })
@@ -329,7 +353,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let v = store.list_api_keys().await?;
             print(json, &v, |v| {
                 v.iter()
-                    .map(|k| format!("{}\t{}\t{}", k.id, k.name, if k.revoked { "revoked" } else { "active" }))
+                    .map(|k| {
+                        format!(
+                            "{}\t{}\t{}",
+                            k.id,
+                            k.name,
+                            if k.revoked { "revoked" } else { "active" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })?;
@@ -350,7 +381,9 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                             d.status.as_str(),
                             opt(&d.hostname),
                             opt(&d.platform),
-                            d.last_seen.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into())
+                            d.last_seen
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "never".into())
                         )
                     })
                     .collect::<Vec<_>>()
@@ -365,8 +398,20 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let d = admin.set_device_locked(&org, &device, false).await?;
             print(json, &d, |d| format!("{} {}", d.id, d.status.as_str()))?;
         }
-        Cmd::Budget(BudgetCmd::Set { org, department, monthly_tokens, hard_cap, rollover }) => {
-            let b = Budget { org_id: org, department, monthly_tokens, hard_cap, rollover };
+        Cmd::Budget(BudgetCmd::Set {
+            org,
+            department,
+            monthly_tokens,
+            hard_cap,
+            rollover,
+        }) => {
+            let b = Budget {
+                org_id: org,
+                department,
+                monthly_tokens,
+                hard_cap,
+                rollover,
+            };
             admin.set_budget(&b).await?;
             print(json, &b, |_| String::new())?;
         }
@@ -380,7 +425,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                             b.department.as_deref().unwrap_or("(organization)"),
                             b.monthly_tokens,
                             if b.hard_cap { "hard" } else { "soft" },
-                            if b.rollover { "rollover" } else { "no-rollover" }
+                            if b.rollover {
+                                "rollover"
+                            } else {
+                                "no-rollover"
+                            }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -407,10 +456,15 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Budget(BudgetCmd::Delete { org, department }) => {
             store.delete_budget(&org, department.as_deref()).await?;
-            print(json, &serde_json::json!({"deleted": true}), |_| String::new())?;
+            print(json, &serde_json::json!({"deleted": true}), |_| {
+                String::new()
+            })?;
         }
         Cmd::Department(DepartmentCmd::Create { org, name }) => {
-            store.get_org(&org).await?.with_context(|| format!("organization {org} not found"))?;
+            store
+                .get_org(&org)
+                .await?
+                .with_context(|| format!("organization {org} not found"))?;
             store.create_department(&org, &name).await?;
             print(json, &serde_json::json!({"name": name}), |_| String::new())?;
         }
@@ -418,8 +472,18 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let v = store.list_departments(&org).await?;
             print(json, &v, |v| v.join("\n"))?;
         }
-        Cmd::User(UserCmd::Set { org, user_id, email, department }) => {
-            let u = User { org_id: org, user_id, email, department };
+        Cmd::User(UserCmd::Set {
+            org,
+            user_id,
+            email,
+            department,
+        }) => {
+            let u = User {
+                org_id: org,
+                user_id,
+                email,
+                department,
+            };
             admin.set_user(&u).await?;
             print(json, &u, |_| String::new())?;
         }
@@ -433,17 +497,28 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::User(UserCmd::Import { org, file }) => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let n = admin.import_users_csv(&org, &text).await?;
             print(json, &serde_json::json!({"imported": n}), |_| n.to_string())?;
         }
-        Cmd::DashboardUser(DashboardUserCmd::Create { org, email, password_stdin: _ }) => {
+        Cmd::DashboardUser(DashboardUserCmd::Create {
+            org,
+            email,
+            password_stdin: _,
+        }) => {
             let mut password = String::new();
-            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let data = toktra_server::dashboard::store_data::StoreData::new(store.clone());
             let a = toktra_server::dashboard::create_admin(&data, &org, &email, password).await?;
-            print(json, &serde_json::json!({"id": a.id, "org_id": a.org_id, "email": a.email}), |_| a.id.clone())?;
+            print(
+                json,
+                &serde_json::json!({"id": a.id, "org_id": a.org_id, "email": a.email}),
+                |_| a.id.clone(),
+            )?;
         }
         Cmd::Usage(u) => {
             let params = UsageParams {
@@ -468,7 +543,14 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                     .map(|i| {
                         format!(
                             "{}\t{}\t{}\t{}\trequests={}\tin={}\tout={}\tusd={:.4}",
-                            i.period, i.user_id, i.provider, i.model, i.total_requests, i.total_input_tokens, i.total_output_tokens, i.estimated_cost_usd
+                            i.period,
+                            i.user_id,
+                            i.provider,
+                            i.model,
+                            i.total_requests,
+                            i.total_input_tokens,
+                            i.total_output_tokens,
+                            i.estimated_cost_usd
                         )
                     })
                     .collect();

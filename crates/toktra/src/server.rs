@@ -23,7 +23,12 @@ use toktra_server::{Server, ServerConfig};
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// Data directory: the CA (ca/) and the SQLite database (toktra.db).
-    #[arg(long, value_name = "DIR", env = "TOKTRA_DATA", default_value = "/var/lib/toktra")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TOKTRA_DATA",
+        default_value = "/var/lib/toktra"
+    )]
     data: PathBuf,
     /// Address of the agent face (TLS, client certificates).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
@@ -32,7 +37,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     admin_listen: SocketAddr,
     /// DNS name or IP address agents use to reach the agent face; repeat for several.
-    #[arg(long = "agent-hostname", value_name = "NAME", default_value = "localhost")]
+    #[arg(
+        long = "agent-hostname",
+        value_name = "NAME",
+        default_value = "localhost"
+    )]
     agent_hostname: Vec<String>,
     /// Store in PostgreSQL (postgres://user:pass@host/db) instead of SQLite under --data.
     #[arg(long, value_name = "URL", env = "TOKTRA_DATABASE_URL")]
@@ -41,7 +50,12 @@ pub struct Args {
     #[arg(long)]
     admin_tls: bool,
     /// Log filter (error, warn, info, debug, or a tracing directive).
-    #[arg(long, value_name = "FILTER", env = "TOKTRA_LOG", default_value = "info")]
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "TOKTRA_LOG",
+        default_value = "info"
+    )]
     log: String,
 }
 
@@ -58,9 +72,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.agent_hostnames = args.agent_hostname;
         config.database_url = args.database_url;
         config.admin_tls = args.admin_tls;
-        let handle = Server::start(config)
-            .await
-            .with_context(|| format!("starting the server with data directory {}", args.data.display()))?;
+        let handle = Server::start(config).await.with_context(|| {
+            format!(
+                "starting the server with data directory {}",
+                args.data.display()
+            )
+        })?;
         let scheme = if args.admin_tls { "https" } else { "http" };
         eprintln!(
             "toktra server: agent face https://{}, admin face {scheme}://{}, CA {}",

@@ -304,13 +304,17 @@ pub fn hour_of(t: DateTime<Utc>) -> i64 {
     s - s.rem_euclid(3600)
 }
 
+/// (user, provider, product, hour) of the hourly roll-up.
+pub(crate) type RollupKey = (String, String, String, i64);
+/// (requests, input tokens, output tokens, cost).
+pub(crate) type RollupSum = (i64, i64, i64, f64);
+
 /// Roll-up increments of a set of newly stored events, sorted by key so concurrent
 /// transactions lock roll-up rows in the same order (no deadlocks on PostgreSQL).
 pub(crate) fn rollup<'a>(
     events: impl Iterator<Item = &'a StoredEvent>,
-) -> Vec<((String, String, String, i64), (i64, i64, i64, f64))> {
-    let mut map: std::collections::BTreeMap<(String, String, String, i64), (i64, i64, i64, f64)> =
-        Default::default();
+) -> Vec<(RollupKey, RollupSum)> {
+    let mut map: std::collections::BTreeMap<RollupKey, RollupSum> = Default::default();
     for e in events {
         let key = (
             e.event.user.clone().unwrap_or_default(),

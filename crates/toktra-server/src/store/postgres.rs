@@ -3,12 +3,15 @@
 //! (`ON CONFLICT DO NOTHING`) and roll-ups by atomic upserts taken in key order.
 
 use super::*;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres_0001_init.sql")),
-    (2, include_str!("../../migrations/postgres_0002_admin_users.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres_0002_admin_users.sql"),
+    ),
 ];
 /// Serializes migrations between nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x746f_6b74_7261;
@@ -117,13 +120,15 @@ fn bucket_expr(p: Period) -> &'static str {
 #[async_trait]
 impl Store for PgStore {
     async fn create_org(&self, org: &Org) -> Result<()> {
-        sqlx::query("INSERT INTO orgs (id, name, cert_subject, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&org.id)
-            .bind(&org.name)
-            .bind(&org.cert_subject)
-            .bind(ms(org.created_at))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO orgs (id, name, cert_subject, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(&org.cert_subject)
+        .bind(ms(org.created_at))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -136,10 +141,15 @@ impl Store for PgStore {
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
-        let rows = sqlx::query("SELECT id, name, cert_subject, created_at FROM orgs ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(row_org).collect::<std::result::Result<_, _>>()?)
+        let rows = sqlx::query(
+            "SELECT id, name, cert_subject, created_at FROM orgs ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(row_org)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     async fn create_enrollment_token(&self, t: &EnrollmentToken, hash: &str) -> Result<()> {
@@ -184,7 +194,12 @@ impl Store for PgStore {
         not_found_if_zero(n, format!("enrollment token {id}"))
     }
 
-    async fn use_enrollment_token(&self, org_id: Option<&str>, hash: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+    async fn use_enrollment_token(
+        &self,
+        org_id: Option<&str>,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("UPDATE enrollment_tokens SET uses = uses + 1 WHERE ($1::TEXT IS NULL OR org_id = $1) AND token_hash = $2 AND revoked = 0 AND (expires_at IS NULL OR expires_at > $3) AND (max_uses IS NULL OR uses < max_uses) RETURNING org_id")
             .bind(org_id)
             .bind(hash)
@@ -205,9 +220,11 @@ impl Store for PgStore {
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        let rows = sqlx::query("SELECT id, name, created_at, revoked FROM api_keys ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, revoked FROM api_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(ApiKeyInfo {
@@ -230,11 +247,13 @@ impl Store for PgStore {
     }
 
     async fn api_key_valid(&self, hash: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM api_keys WHERE key_hash = $1 AND revoked = 0")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM api_keys WHERE key_hash = $1 AND revoked = 0")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     async fn device_exists(&self, org_id: &str, device_id: &str) -> Result<bool> {
@@ -266,11 +285,13 @@ impl Store for PgStore {
     }
 
     async fn get_device(&self, org_id: &str, device_id: &str) -> Result<Option<Device>> {
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEVICE_COLS} FROM devices WHERE org_id = $1 AND id = $2")))
-            .bind(org_id)
-            .bind(device_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE org_id = $1 AND id = $2"
+        )))
+        .bind(org_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(r.as_ref().map(row_device).transpose()?)
     }
 
@@ -281,10 +302,18 @@ impl Store for PgStore {
         .bind(org_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(row_device).collect::<std::result::Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(row_device)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
-    async fn set_device_status(&self, org_id: &str, device_id: &str, s: DeviceStatus) -> Result<()> {
+    async fn set_device_status(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        s: DeviceStatus,
+    ) -> Result<()> {
         let n = sqlx::query("UPDATE devices SET status = $3 WHERE org_id = $1 AND id = $2")
             .bind(org_id)
             .bind(device_id)
@@ -295,7 +324,13 @@ impl Store for PgStore {
         not_found_if_zero(n, format!("device {device_id} in org {org_id}"))
     }
 
-    async fn renew_device_cert(&self, org_id: &str, device_id: &str, serial: &str, expires_at: DateTime<Utc>) -> Result<()> {
+    async fn renew_device_cert(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        serial: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
         let n = sqlx::query("UPDATE devices SET prev_cert_serial = cert_serial, cert_serial = $3, cert_expires_at = $4 WHERE org_id = $1 AND id = $2")
             .bind(org_id)
             .bind(device_id)
@@ -333,10 +368,42 @@ impl Store for PgStore {
         if batch_new == 1 && !events.is_empty() {
             // One round trip for the whole batch: column arrays unnested server-side.
             let mut ids = Vec::with_capacity(events.len());
-            let mut cols: (Vec<String>, Vec<i64>, Vec<i64>, Vec<String>, Vec<Option<String>>, Vec<String>, Vec<Option<String>>, Vec<i64>) = Default::default();
-            let mut cls: (Vec<Option<String>>, Vec<Option<String>>, Vec<Option<String>>, Vec<Option<String>>, Vec<Option<String>>) = Default::default();
-            let mut nums: (Vec<i64>, Vec<i64>, Vec<Option<i64>>, Vec<i64>, Vec<i64>, Vec<f64>) = Default::default();
-            let mut rest: (Vec<Option<String>>, Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<String>>, Vec<Option<String>>, Vec<Option<i64>>, Vec<Option<String>>, Vec<Option<String>>, Vec<Option<i64>>) = Default::default();
+            let mut cols: (
+                Vec<String>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<String>,
+                Vec<Option<String>>,
+                Vec<String>,
+                Vec<Option<String>>,
+                Vec<i64>,
+            ) = Default::default();
+            let mut cls: (
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+            ) = Default::default();
+            let mut nums: (
+                Vec<i64>,
+                Vec<i64>,
+                Vec<Option<i64>>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<f64>,
+            ) = Default::default();
+            let mut rest: (
+                Vec<Option<String>>,
+                Vec<Option<i64>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<i64>>,
+                Vec<Option<String>>,
+                Vec<Option<String>>,
+                Vec<Option<i64>>,
+            ) = Default::default();
             for se in events {
                 let e = &se.event;
                 ids.push(e.event_id.to_string());
@@ -345,7 +412,8 @@ impl Store for PgStore {
                 cols.2.push(e.duration_ms as i64);
                 cols.3.push(e.transport.as_str().to_owned());
                 cols.4.push(e.sni.clone());
-                cols.5.push(serde_json::to_string(&e.alpn).unwrap_or_else(|_| "[]".into()));
+                cols.5
+                    .push(serde_json::to_string(&e.alpn).unwrap_or_else(|_| "[]".into()));
                 cols.6.push(e.ja4.clone());
                 cols.7.push(e.ech as i64);
                 cls.0.push(se.provider.clone());
@@ -396,7 +464,16 @@ impl Store for PgStore {
                 .collect();
             let roll = rollup(accepted.iter().copied());
             if !roll.is_empty() {
-                let mut r: (Vec<String>, Vec<String>, Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<f64>) = Default::default();
+                let mut r: (
+                    Vec<String>,
+                    Vec<String>,
+                    Vec<String>,
+                    Vec<i64>,
+                    Vec<i64>,
+                    Vec<i64>,
+                    Vec<i64>,
+                    Vec<f64>,
+                ) = Default::default();
                 for ((user, prov, prod, hour), (n, i, o, c)) in roll {
                     r.0.push(user);
                     r.1.push(prov);
@@ -432,13 +509,15 @@ impl Store for PgStore {
                     .await?;
             }
         }
-        sqlx::query("UPDATE devices SET last_seen = $3, agent_version = $4 WHERE org_id = $1 AND id = $2")
-            .bind(org_id)
-            .bind(device_id)
-            .bind(ms(now))
-            .bind(agent_version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE devices SET last_seen = $3, agent_version = $4 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org_id)
+        .bind(device_id)
+        .bind(ms(now))
+        .bind(agent_version)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         let n = accepted.len() as u32;
         Ok(IngestOutcome {
@@ -448,10 +527,12 @@ impl Store for PgStore {
     }
 
     async fn count_events(&self, org_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE org_id = $1")
+                .bind(org_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn upsert_budget(&self, b: &Budget) -> Result<()> {
@@ -497,29 +578,35 @@ impl Store for PgStore {
     }
 
     async fn create_department(&self, org_id: &str, name: &str) -> Result<()> {
-        sqlx::query("INSERT INTO departments (org_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(org_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO departments (org_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(org_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn list_departments(&self, org_id: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT name FROM departments WHERE org_id = $1 ORDER BY name")
-            .bind(org_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT name FROM departments WHERE org_id = $1 ORDER BY name")
+                .bind(org_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn upsert_user(&self, u: &User) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let Some(d) = &u.department {
-            sqlx::query("INSERT INTO departments (org_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(&u.org_id)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO departments (org_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&u.org_id)
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("INSERT INTO users (org_id, user_id, email, department) VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, user_id) DO UPDATE SET email = excluded.email, department = excluded.department")
             .bind(&u.org_id)
@@ -557,7 +644,13 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn tokens_used(&self, org_id: &str, department: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<i64> {
+    async fn tokens_used(
+        &self,
+        org_id: &str,
+        department: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(input_tokens + output_tokens), 0) AS BIGINT) FROM usage_hourly u WHERE u.org_id = $1 AND u.hour >= $2 AND u.hour < $3 AND ($4::TEXT IS NULL OR u.user_id IN (SELECT user_id FROM users WHERE org_id = $1 AND department = $4))",
         )
@@ -588,10 +681,12 @@ impl Store for PgStore {
     }
 
     async fn admin_user_by_email(&self, email: &str) -> Result<Option<AdminUser>> {
-        let r = sqlx::query("SELECT id, org_id, email, password_hash, created_at FROM admin_users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT id, org_id, email, password_hash, created_at FROM admin_users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(r.map(|r| -> std::result::Result<AdminUser, sqlx::Error> {
             Ok(AdminUser {
                 id: r.try_get(0)?,
@@ -620,13 +715,30 @@ impl Store for PgStore {
         };
         let count_sql = typed(usage_count_sql(bucket_expr(q.period)));
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-            .bind(&a.org).bind(a.start).bind(a.end).bind(&a.user).bind(&a.provider).bind(&a.model).bind(&a.department)
+            .bind(&a.org)
+            .bind(a.start)
+            .bind(a.end)
+            .bind(&a.user)
+            .bind(&a.provider)
+            .bind(&a.model)
+            .bind(&a.department)
             .fetch_one(&self.pool)
             .await?;
         let sql = typed(usage_sql(bucket_expr(q.period)));
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&a.org).bind(a.start).bind(a.end).bind(&a.user).bind(&a.provider).bind(&a.model).bind(&a.department)
-            .bind(a.c_bucket).bind(&a.c_org).bind(&a.c_user).bind(&a.c_provider).bind(&a.c_product).bind(a.limit + 1)
+            .bind(&a.org)
+            .bind(a.start)
+            .bind(a.end)
+            .bind(&a.user)
+            .bind(&a.provider)
+            .bind(&a.model)
+            .bind(&a.department)
+            .bind(a.c_bucket)
+            .bind(&a.c_org)
+            .bind(&a.c_user)
+            .bind(&a.c_provider)
+            .bind(&a.c_product)
+            .bind(a.limit + 1)
             .fetch_all(&self.pool)
             .await?;
         let rows = rows

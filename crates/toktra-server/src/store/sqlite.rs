@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite_0001_init.sql")),
-    (2, include_str!("../../migrations/sqlite_0002_admin_users.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite_0002_admin_users.sql"),
+    ),
 ];
 const READERS: usize = 4;
 
@@ -102,7 +105,9 @@ impl SqliteStore {
             % READERS;
         let rs = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let c = rs[i].lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+            let c = rs[i]
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
             f(&c)
         })
         .await
@@ -197,7 +202,9 @@ impl Store for SqliteStore {
 
     async fn list_orgs(&self) -> Result<Vec<Org>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT id, name, cert_subject, created_at FROM orgs ORDER BY created_at, id")?;
+            let mut s = c.prepare(
+                "SELECT id, name, cert_subject, created_at FROM orgs ORDER BY created_at, id",
+            )?;
             Ok(s.query_map([], row_org)?.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -227,13 +234,21 @@ impl Store for SqliteStore {
     async fn revoke_enrollment_token(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c| {
-            let n = c.execute("UPDATE enrollment_tokens SET revoked = 1 WHERE id = ?1", [&id])?;
+            let n = c.execute(
+                "UPDATE enrollment_tokens SET revoked = 1 WHERE id = ?1",
+                [&id],
+            )?;
             not_found_if_zero(n, format!("enrollment token {id}"))
         })
         .await
     }
 
-    async fn use_enrollment_token(&self, org_id: Option<&str>, hash: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+    async fn use_enrollment_token(
+        &self,
+        org_id: Option<&str>,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
         let (org_id, hash) = (org_id.map(str::to_owned), hash.to_owned());
         self.write(move |c| {
             Ok(c.query_row(
@@ -260,7 +275,9 @@ impl Store for SqliteStore {
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT id, name, created_at, revoked FROM api_keys ORDER BY created_at, id")?;
+            let mut s = c.prepare(
+                "SELECT id, name, created_at, revoked FROM api_keys ORDER BY created_at, id",
+            )?;
             Ok(s.query_map([], |r| {
                 Ok(ApiKeyInfo {
                     id: r.get(0)?,
@@ -345,7 +362,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_device_status(&self, org_id: &str, device_id: &str, st: DeviceStatus) -> Result<()> {
+    async fn set_device_status(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        st: DeviceStatus,
+    ) -> Result<()> {
         let (o, d) = (org_id.to_owned(), device_id.to_owned());
         self.write(move |c| {
             let n = c.execute(
@@ -357,7 +379,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn renew_device_cert(&self, org_id: &str, device_id: &str, serial: &str, expires_at: DateTime<Utc>) -> Result<()> {
+    async fn renew_device_cert(
+        &self,
+        org_id: &str,
+        device_id: &str,
+        serial: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
         let (o, d, s) = (org_id.to_owned(), device_id.to_owned(), serial.to_owned());
         self.write(move |c| {
             let n = c.execute(
@@ -379,7 +407,11 @@ impl Store for SqliteStore {
         events: &[StoredEvent],
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome> {
-        let (o, d, v) = (org_id.to_owned(), device_id.to_owned(), agent_version.to_owned());
+        let (o, d, v) = (
+            org_id.to_owned(),
+            device_id.to_owned(),
+            agent_version.to_owned(),
+        );
         let events = events.to_vec();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -439,8 +471,14 @@ impl Store for SqliteStore {
 
     async fn count_events(&self, org_id: &str) -> Result<i64> {
         let o = org_id.to_owned();
-        self.read(move |c| Ok(c.query_row("SELECT COUNT(*) FROM events WHERE org_id = ?1", [o], |r| r.get(0))?))
-            .await
+        self.read(move |c| {
+            Ok(
+                c.query_row("SELECT COUNT(*) FROM events WHERE org_id = ?1", [o], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
     }
 
     async fn upsert_budget(&self, b: &Budget) -> Result<()> {
@@ -458,7 +496,10 @@ impl Store for SqliteStore {
     async fn delete_budget(&self, org_id: &str, department: Option<&str>) -> Result<()> {
         let (o, d) = (org_id.to_owned(), department.unwrap_or("").to_owned());
         self.write(move |c| {
-            let n = c.execute("DELETE FROM budgets WHERE org_id = ?1 AND department = ?2", params![o, d])?;
+            let n = c.execute(
+                "DELETE FROM budgets WHERE org_id = ?1 AND department = ?2",
+                params![o, d],
+            )?;
             not_found_if_zero(n, format!("budget {d:?} of org {o}"))
         })
         .await
@@ -486,7 +527,10 @@ impl Store for SqliteStore {
     async fn create_department(&self, org_id: &str, name: &str) -> Result<()> {
         let (o, n) = (org_id.to_owned(), name.to_owned());
         self.write(move |c| {
-            c.execute("INSERT INTO departments (org_id, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![o, n])?;
+            c.execute(
+                "INSERT INTO departments (org_id, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![o, n],
+            )?;
             Ok(())
         })
         .await
@@ -495,8 +539,10 @@ impl Store for SqliteStore {
     async fn list_departments(&self, org_id: &str) -> Result<Vec<String>> {
         let o = org_id.to_owned();
         self.read(move |c| {
-            let mut s = c.prepare("SELECT name FROM departments WHERE org_id = ?1 ORDER BY name")?;
-            Ok(s.query_map([o], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+            let mut s =
+                c.prepare("SELECT name FROM departments WHERE org_id = ?1 ORDER BY name")?;
+            Ok(s.query_map([o], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -539,7 +585,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn tokens_used(&self, org_id: &str, department: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<i64> {
+    async fn tokens_used(
+        &self,
+        org_id: &str,
+        department: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<i64> {
         let (o, d) = (org_id.to_owned(), department.map(str::to_owned));
         let (s, e) = (start.timestamp(), end.timestamp());
         self.read(move |c| {
@@ -597,14 +649,35 @@ impl Store for SqliteStore {
             let a = super::UsageArgs::new(&q);
             let total: i64 = c.query_row(
                 &count_sql,
-                params![a.org, a.start, a.end, a.user, a.provider, a.model, a.department],
+                params![
+                    a.org,
+                    a.start,
+                    a.end,
+                    a.user,
+                    a.provider,
+                    a.model,
+                    a.department
+                ],
                 |r| r.get(0),
             )?;
             let mut st = c.prepare(&sql)?;
             let rows = st
                 .query_map(
-                    params![a.org, a.start, a.end, a.user, a.provider, a.model, a.department,
-                        a.c_bucket, a.c_org, a.c_user, a.c_provider, a.c_product, a.limit + 1],
+                    params![
+                        a.org,
+                        a.start,
+                        a.end,
+                        a.user,
+                        a.provider,
+                        a.model,
+                        a.department,
+                        a.c_bucket,
+                        a.c_org,
+                        a.c_user,
+                        a.c_provider,
+                        a.c_product,
+                        a.limit + 1
+                    ],
                     |r| {
                         Ok(UsageRow {
                             bucket: r.get(0)?,
