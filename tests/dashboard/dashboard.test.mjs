@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { mkdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { Server, ROOT, ADMIN_EMAIL, ADMIN_PASSWORD, request } from "./harness.mjs";
+import { Server, ROOT, ADMIN_EMAIL, ADMIN_PASSWORD, DATABASE_URL, request } from "./harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const SHOTS = join(ROOT, "artifacts/dashboard");
+const SHOTS = join(ROOT, "artifacts/dashboard", DATABASE_URL ? "postgres" : "");
 const VIEWPORTS = {
   laptop: { viewport: { width: 1440, height: 900 } },
   phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
@@ -25,6 +25,7 @@ const sum = (items, f) => items.reduce((a, i) => a + f(i), 0);
 const tokens = (i) => i.total_input_tokens + i.total_output_tokens;
 
 before(async () => {
+  console.log(`store: ${DATABASE_URL ? "PostgreSQL" : "SQLite"}`);
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup (apt package chromium)`);
   mkdirSync(SHOTS, { recursive: true });
   server = await Server.start();
@@ -338,7 +339,8 @@ test("phone layout and pages without JavaScript", async () => {
 });
 
 test("admin face over TLS: the session cookie is Secure", async () => {
-  const tls = await Server.start({ adminTls: true });
+  // Its own SQLite store: the cookie does not depend on the store.
+  const tls = await Server.start({ adminTls: true, databaseUrl: "" });
   try {
     assert.match(tls.adminUrl, /^https:/);
     const context = await browser.newContext({ ...VIEWPORTS.laptop, ignoreHTTPSErrors: true });

@@ -15,8 +15,12 @@ export const TOKTRA = process.env.TOKTRA_BIN || join(ROOT, "target/debug/toktra"
 export const ADMIN_EMAIL = "finance.lead@acme.example";
 export const ADMIN_PASSWORD = "correct horse battery staple";
 
-function admin(data, args, input) {
-  return execFileSync(TOKTRA, ["admin", "--data", data, ...args], {
+/// PostgreSQL instead of SQLite for the seeded server (the suite runs both ways).
+export const DATABASE_URL = process.env.DASHBOARD_DATABASE_URL || "";
+
+function admin(data, args, input, databaseUrl) {
+  const db = databaseUrl ? ["--database-url", databaseUrl] : [];
+  return execFileSync(TOKTRA, ["admin", "--data", data, ...db, ...args], {
     input: input ?? "",
     encoding: "utf8",
     stdio: ["pipe", "pipe", "pipe"],
@@ -111,18 +115,21 @@ function request(url, { method = "GET", headers = {}, body, tls } = {}) {
 }
 
 export class Server {
-  static async start({ adminTls = false } = {}) {
+  /// `databaseUrl`: an empty PostgreSQL database, or "" for SQLite under the data dir.
+  static async start({ adminTls = false, databaseUrl = DATABASE_URL } = {}) {
     const s = new Server();
     s.adminTls = adminTls;
+    s.databaseUrl = databaseUrl;
     s.dir = mkdtempSync(join(tmpdir(), "toktra-dash-"));
     s.data = join(s.dir, "data");
-    s.org = admin(s.data, ["org", "create", "Acme Corp"]);
-    s.apiKey = admin(s.data, ["api-key", "create", "--name", "dashboard-tests"]);
-    s.enrollToken = admin(s.data, ["token", "create", "--org", s.org]);
-    s.adminId = admin(s.data, ["dashboard-user", "create", "--org", s.org, "--email", ADMIN_EMAIL, "--password-stdin"], ADMIN_PASSWORD + "\n");
+    const adm = (args, input) => admin(s.data, args, input, databaseUrl);
+    s.org = adm(["org", "create", "Acme Corp"]);
+    s.apiKey = adm(["api-key", "create", "--name", "dashboard-tests"]);
+    s.enrollToken = adm(["token", "create", "--org", s.org]);
+    s.adminId = adm(["dashboard-user", "create", "--org", s.org, "--email", ADMIN_EMAIL, "--password-stdin"], ADMIN_PASSWORD + "\n");
     const csv = ["user_id,email,department", ...USERS.map((u) => `"${u[0]}",${u[1]},${u[2]}`)].join("\n");
     writeFileSync(join(s.dir, "users.csv"), csv + "\n");
-    admin(s.data, ["user", "import", "--org", s.org, join(s.dir, "users.csv")]);
+    adm(["user", "import", "--org", s.org, join(s.dir, "users.csv")]);
     await s.spawn();
     return s;
   }
@@ -130,6 +137,7 @@ export class Server {
   async spawn() {
     const args = ["server", "--data", this.data, "--agent-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "warn"];
     if (this.adminTls) args.push("--admin-tls");
+    if (this.databaseUrl) args.push("--database-url", this.databaseUrl);
     this.proc = spawn(TOKTRA, args, {
       stdio: ["ignore", "ignore", "pipe"],
     });
