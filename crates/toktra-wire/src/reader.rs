@@ -1,99 +1,109 @@
 //! A bounds-checked cursor over a byte slice: every read either succeeds or returns
 //! [`Error::Truncated`] naming the offset; nothing can index past the slice.
+//!
+//! The cursor holds only the unread rest and the absolute offset where its input
+//! ends; offsets for error messages are derived from the rest's length, so the hot
+//! path is a single `split_at_checked` per field.
 
 use crate::error::Error;
 
 /// Reads big-endian integers and length-prefixed slices from a byte slice.
 #[derive(Clone, Debug)]
 pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    /// Offset of `buf[0]` within the outermost input, so errors name absolute offsets.
-    base: usize,
+    rest: &'a [u8],
+    /// Absolute offset of the end of the input, so errors name absolute offsets.
+    end: usize,
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self::with_base(buf, 0)
     }
 
+    #[inline]
     pub(crate) fn with_base(buf: &'a [u8], base: usize) -> Self {
-        Self { buf, pos: 0, base }
+        Self {
+            rest: buf,
+            end: base.saturating_add(buf.len()),
+        }
     }
 
     /// Absolute offset of the next byte.
+    #[inline]
     pub(crate) fn offset(&self) -> usize {
-        self.base.saturating_add(self.pos)
+        self.end.saturating_sub(self.rest.len())
     }
 
+    #[inline]
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
+        self.rest.len()
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.remaining() == 0
+        self.rest.is_empty()
     }
 
+    #[inline]
     pub(crate) fn rest(&self) -> &'a [u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
+        self.rest
     }
 
+    #[cold]
+    fn truncated(&self, n: usize) -> Error {
+        Error::Truncated {
+            needed: n.saturating_sub(self.rest.len()),
+            at: self.offset(),
+        }
+    }
+
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.pos.checked_add(n).ok_or(Error::Truncated {
-            needed: n,
-            at: self.offset(),
-        })?;
-        match self.buf.get(self.pos..end) {
-            Some(s) => {
-                self.pos = end;
-                Ok(s)
+        match self.rest.split_at_checked(n) {
+            Some((head, tail)) => {
+                self.rest = tail;
+                Ok(head)
             }
-            None => Err(Error::Truncated {
-                needed: n.saturating_sub(self.remaining()),
-                at: self.offset(),
-            }),
+            None => Err(self.truncated(n)),
         }
     }
 
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        match self.rest.split_first_chunk::<N>() {
+            Some((head, tail)) => {
+                self.rest = tail;
+                Ok(*head)
+            }
+            None => Err(self.truncated(N)),
+        }
+    }
+
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, Error> {
-        let s = self.take(1)?;
-        s.first().copied().ok_or(Error::Truncated {
-            needed: 1,
-            at: self.offset(),
-        })
+        let [a] = self.array::<1>()?;
+        Ok(a)
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, Error> {
-        match *self.take(2)? {
-            [a, b] => Ok(u16::from_be_bytes([a, b])),
-            _ => Err(Error::Truncated {
-                needed: 2,
-                at: self.offset(),
-            }),
-        }
+        Ok(u16::from_be_bytes(self.array::<2>()?))
     }
 
+    #[inline]
     pub(crate) fn u24(&mut self) -> Result<u32, Error> {
-        match *self.take(3)? {
-            [a, b, c] => Ok(u32::from_be_bytes([0, a, b, c])),
-            _ => Err(Error::Truncated {
-                needed: 3,
-                at: self.offset(),
-            }),
-        }
+        let [a, b, c] = self.array::<3>()?;
+        Ok(u32::from_be_bytes([0, a, b, c]))
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, Error> {
-        match *self.take(4)? {
-            [a, b, c, d] => Ok(u32::from_be_bytes([a, b, c, d])),
-            _ => Err(Error::Truncated {
-                needed: 4,
-                at: self.offset(),
-            }),
-        }
+        Ok(u32::from_be_bytes(self.array::<4>()?))
     }
 
     /// A QUIC variable-length integer (RFC 9000 16).
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, Error> {
         let first = self.u8()?;
         let extra = match first >> 6 {
@@ -111,6 +121,7 @@ impl<'a> Reader<'a> {
 
     /// A slice behind a length prefix of `prefix` bytes (1, 2 or 3), checked against
     /// what is left.
+    #[inline]
     pub(crate) fn vec(&mut self, prefix: usize, field: &'static str) -> Result<Reader<'a>, Error> {
         let at = self.offset();
         let len = match prefix {
@@ -118,17 +129,20 @@ impl<'a> Reader<'a> {
             2 => usize::from(self.u16()?),
             _ => self.u24()? as usize,
         };
-        let available = self.remaining();
-        if len > available {
-            return Err(Error::BadLength {
+        match self.rest.split_at_checked(len) {
+            Some((head, tail)) => {
+                self.rest = tail;
+                Ok(Reader {
+                    rest: head,
+                    end: self.offset(),
+                })
+            }
+            None => Err(Error::BadLength {
                 field,
                 at,
                 length: len,
-                available,
-            });
+                available: self.rest.len(),
+            }),
         }
-        let inner_base = self.offset();
-        let s = self.take(len)?;
-        Ok(Reader::with_base(s, inner_base))
     }
 }

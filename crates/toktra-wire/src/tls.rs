@@ -227,6 +227,7 @@ pub struct Extension<'a> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Extensions<'a> {
     raw: &'a [u8],
+    count: usize,
 }
 
 impl<'a> Extensions<'a> {
@@ -242,7 +243,7 @@ impl<'a> Extensions<'a> {
 
     /// Number of extensions, GREASE included.
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.count
     }
 
     /// Whether there are no extensions.
@@ -345,57 +346,60 @@ impl<'a> ClientHello<'a> {
                 count: r.remaining(),
             });
         }
-        hello.extensions = Extensions { raw: exts.rest() };
+        let raw = exts.rest();
+        let mut count = 0usize;
         while !exts.is_empty() {
+            count = count.saturating_add(1);
             let at = exts.offset();
             let extension_type = exts.u16()?;
             let data_reader = exts.vec(2, "extension_data")?;
             let base = data_reader.offset();
             let data = data_reader.rest();
-            let dup = Error::DuplicateExtension { extension_type, at };
+            let dup = || Error::DuplicateExtension { extension_type, at };
             match extension_type {
                 ext::SERVER_NAME => {
                     if hello.has_server_name {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.has_server_name = true;
                     hello.server_name = parse_server_name(data, base)?;
                 }
                 ext::ALPN => {
                     if hello.alpn.is_some() {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.alpn = Some(AlpnList::parse(data, base)?);
                 }
                 ext::SUPPORTED_VERSIONS => {
                     if hello.supported_versions.is_some() {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.supported_versions =
                         Some(whole_list(data, base, 1, "supported_versions")?);
                 }
                 ext::SIGNATURE_ALGORITHMS => {
                     if hello.signature_algorithms.is_some() {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.signature_algorithms =
                         Some(whole_list(data, base, 2, "signature_algorithms")?);
                 }
                 ext::SUPPORTED_GROUPS => {
                     if hello.supported_groups.is_some() {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.supported_groups = Some(whole_list(data, base, 2, "supported_groups")?);
                 }
                 ext::ENCRYPTED_CLIENT_HELLO => {
                     if hello.ech {
-                        return Err(dup);
+                        return Err(dup());
                     }
                     hello.ech = true;
                 }
                 _ => {}
             }
         }
+        hello.extensions = Extensions { raw, count };
         Ok(hello)
     }
 

@@ -66,7 +66,12 @@ fn zero_heap_allocations() {
         let done = matches!(asm.push(0, a), Ok(Progress::Complete(_)));
         let (_, p) = feed_client_datagram(&rfc, &mut scratch, &mut quic).unwrap();
         let quic_done = matches!(p, Progress::Complete(_));
-        (info.sni().map_or(0, <[u8]>::len), j.as_str().len(), done, quic_done)
+        (
+            info.sni().map_or(0, <[u8]>::len),
+            j.as_str().len(),
+            done,
+            quic_done,
+        )
     });
     assert_eq!(n, 0, "heap allocations in the parser");
     assert_eq!(sni, (14, 36, true, true));
