@@ -228,6 +228,42 @@ impl Flow {
     }
 }
 
+/// Reassembly buffers (about 18 KiB each) kept for reuse: most flows need one only for
+/// a packet or two, and allocating and zeroing a fresh one each time showed up in
+/// profiles of large captures.
+#[derive(Default)]
+struct AssemblerPool(Vec<Box<HelloAssembler>>);
+
+impl AssemblerPool {
+    const KEEP: usize = 32;
+
+    fn take(&mut self, kind: StreamKind) -> Box<HelloAssembler> {
+        match self.0.pop() {
+            Some(mut a) => {
+                a.reset(kind);
+                a
+            }
+            None => Box::new(HelloAssembler::new(kind)),
+        }
+    }
+
+    fn give(&mut self, a: Box<HelloAssembler>) {
+        if self.0.len() < Self::KEEP {
+            self.0.push(a);
+        }
+    }
+
+    /// Marks the hello done, recycling its assembler.
+    fn complete(&mut self, hello: &mut HelloState, summary: HelloSummary) {
+        if let HelloState::Pending {
+            assembler: Some(a), ..
+        } = std::mem::replace(hello, HelloState::Done(summary))
+        {
+            self.give(a);
+        }
+    }
+}
+
 /// What became of the client's bytes handed to the hello state.
 enum HelloStep {
     Waiting,
@@ -245,6 +281,7 @@ pub struct FlowTracker {
     last_scan: Option<Duration>,
     /// Decryption buffer for QUIC Initials, allocated on the first one.
     scratch: Option<Vec<u8>>,
+    pool: AssemblerPool,
 }
 
 impl FlowTracker {
@@ -256,6 +293,7 @@ impl FlowTracker {
             stats: TrackerStats::default(),
             last_scan: None,
             scratch: None,
+            pool: AssemblerPool::default(),
         }
     }
 
@@ -401,7 +439,7 @@ impl FlowTracker {
         if let Some(flow) = self.flows.get_mut(&key) {
             // A fresh SYN with another ISN on a known 5-tuple is a new connection.
             if !(fresh_syn && flow.client_isn != Some(tcp.seq())) {
-                let after = tcp_packet(&self.config, flow, ts, from, tcp);
+                let after = tcp_packet(&self.config, &mut self.pool, flow, ts, from, tcp);
                 self.settle_tracked(&key, after);
                 return;
             }
@@ -416,7 +454,7 @@ impl FlowTracker {
         } else {
             return;
         }
-        let after = tcp_packet(&self.config, &mut flow, ts, from, tcp);
+        let after = tcp_packet(&self.config, &mut self.pool, &mut flow, ts, from, tcp);
         self.settle(key, flow, after);
     }
 
@@ -426,7 +464,15 @@ impl FlowTracker {
         let key = FlowKey::new(PROTO_UDP, from, to);
         let scratch = &mut self.scratch;
         if let Some(flow) = self.flows.get_mut(&key) {
-            let after = udp_packet(&self.config, scratch, flow, ts, from, udp.payload());
+            let after = udp_packet(
+                &self.config,
+                &mut self.pool,
+                scratch,
+                flow,
+                ts,
+                from,
+                udp.payload(),
+            );
             self.settle_tracked(&key, after);
             return;
         }
@@ -434,7 +480,15 @@ impl FlowTracker {
             return;
         }
         let mut flow = Flow::new(FlowTransport::Quic, from, to, ts);
-        let after = udp_packet(&self.config, scratch, &mut flow, ts, from, udp.payload());
+        let after = udp_packet(
+            &self.config,
+            &mut self.pool,
+            scratch,
+            &mut flow,
+            ts,
+            from,
+            udp.payload(),
+        );
         self.settle(key, flow, after);
     }
 }
@@ -449,6 +503,7 @@ enum After {
 
 fn tcp_packet(
     config: &FlowConfig,
+    pool: &mut AssemblerPool,
     flow: &mut Flow,
     ts: Duration,
     from: SocketAddr,
@@ -467,7 +522,9 @@ fn tcp_packet(
             (flow.client_isn, &flow.hello, payload.is_empty())
         {
             let offset = seq.wrapping_sub(isn).wrapping_sub(1);
-            if let HelloStep::NotTls = tcp_hello_bytes(&mut flow.hello, config, offset, payload) {
+            if let HelloStep::NotTls =
+                tcp_hello_bytes(&mut flow.hello, config, pool, offset, payload)
+            {
                 return After::NotTls;
             }
         }
@@ -491,6 +548,7 @@ fn tcp_packet(
 
 fn udp_packet(
     config: &FlowConfig,
+    pool: &mut AssemblerPool,
     scratch: &mut Option<Vec<u8>>,
     flow: &mut Flow,
     ts: Duration,
@@ -513,11 +571,11 @@ fn udp_packet(
     let first = *packets == 1;
     let over = *packets > config.max_hello_packets;
     let scratch = scratch.get_or_insert_with(|| vec![0; quic::SCRATCH_LEN]);
-    match quic::client_datagram(assembler, scratch, first, payload) {
+    match quic::client_datagram(assembler, pool, scratch, first, payload) {
         quic::Step::Waiting if over => After::NotTls,
         quic::Step::Waiting => After::Continue,
         quic::Step::Hello(summary) => {
-            flow.hello = HelloState::Done(summary);
+            pool.complete(&mut flow.hello, summary);
             After::Continue
         }
         quic::Step::NotQuic => After::NotTls,
@@ -528,6 +586,7 @@ fn udp_packet(
 fn tcp_hello_bytes(
     hello: &mut HelloState,
     config: &FlowConfig,
+    pool: &mut AssemblerPool,
     offset: u32,
     payload: &[u8],
 ) -> HelloStep {
@@ -550,7 +609,7 @@ fn tcp_hello_bytes(
                 return HelloStep::Completed;
             }
         }
-        *assembler = Some(Box::new(HelloAssembler::new(StreamKind::Tls)));
+        *assembler = Some(pool.take(StreamKind::Tls));
     }
     let over = *packets > config.max_hello_packets;
     let Some(asm) = assembler.as_mut() else {
@@ -562,7 +621,7 @@ fn tcp_hello_bytes(
         Ok(Progress::NeedMore) => return HelloStep::Waiting,
         Err(_) => return HelloStep::NotTls,
     };
-    *hello = HelloState::Done(summary);
+    pool.complete(hello, summary);
     HelloStep::Completed
 }
 
@@ -581,4 +640,204 @@ fn single_record_hello(payload: &[u8]) -> Option<HelloSummary> {
     let body = payload.get(5..5 + header.length)?;
     let hello = ClientHello::parse(body).ok()?;
     Some(HelloSummary::new(&hello, Ja4Transport::Tcp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
+        out.extend(kind.to_be_bytes());
+        out.extend((body.len() as u16).to_be_bytes());
+        out.extend(body);
+    }
+
+    /// A TLS 1.3 ClientHello record with SNI and ALPN.
+    fn hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+        let mut exts = Vec::new();
+        let mut name = vec![0u8];
+        name.extend((sni.len() as u16).to_be_bytes());
+        name.extend(sni.as_bytes());
+        let mut list = (name.len() as u16).to_be_bytes().to_vec();
+        list.extend(name);
+        ext(&mut exts, 0, &list);
+        let mut ids = Vec::new();
+        for a in alpn {
+            ids.push(a.len() as u8);
+            ids.extend(a.as_bytes());
+        }
+        let mut l = (ids.len() as u16).to_be_bytes().to_vec();
+        l.extend(ids);
+        ext(&mut exts, 16, &l);
+        ext(&mut exts, 0x2b, &[4, 3, 4, 3, 3]);
+        let mut body = vec![3, 3];
+        body.extend([7u8; 32]);
+        body.push(0);
+        body.extend([0, 2, 0x13, 0x01, 1, 0]);
+        body.extend((exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut rec = vec![22, 3, 1];
+        rec.extend(((body.len() + 4) as u16).to_be_bytes());
+        rec.extend([1, 0]);
+        rec.extend((body.len() as u16).to_be_bytes());
+        rec.extend(body);
+        rec
+    }
+
+    const CLIENT: [u8; 4] = [10, 0, 0, 1];
+    const SERVER: [u8; 4] = [10, 0, 0, 2];
+
+    fn segment(from_client: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sp, dp) = if from_client {
+            (CLIENT, SERVER, sport, 8443)
+        } else {
+            (SERVER, CLIENT, 8443, sport)
+        };
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0];
+        f.extend(((40 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend(src);
+        f.extend(dst);
+        f.extend(sp.to_be_bytes());
+        f.extend(dp.to_be_bytes());
+        f.extend(seq.to_be_bytes());
+        f.extend([0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend(payload);
+        f
+    }
+
+    fn app_records(n: usize) -> Vec<u8> {
+        let mut s = vec![22, 3, 3, 0, 4, 2, 0, 0, 0];
+        for _ in 0..n {
+            s.extend([23, 3, 3, 0, 3, 9, 9, 9]);
+        }
+        s
+    }
+
+    const SYN: u8 = 0x02;
+    const SYN_ACK: u8 = 0x12;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+    const FIN_ACK: u8 = 0x11;
+    const RST: u8 = 0x04;
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_secs(1_700_000_000) + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn split_out_of_order_retransmitted_hello_then_fin_emits_one_record() {
+        let mut t = FlowTracker::new(FlowConfig::default());
+        let h = hello("api.openai.com", &["h2", "http/1.1"]);
+        let (c, s) = (1000u32, 5000u32);
+        let srv = app_records(3);
+        let packets = [
+            segment(true, 40000, c, SYN, &[]),
+            segment(false, 40000, s, SYN_ACK, &[]),
+            segment(true, 40000, c + 1, ACK, &[]),
+            segment(true, 40000, c + 1 + 3, PSH_ACK, &h[3..]),
+            segment(true, 40000, c + 1, PSH_ACK, &h[..3]),
+            segment(true, 40000, c + 1, PSH_ACK, &h[..3]),
+            segment(false, 40000, s + 1, PSH_ACK, &srv),
+            segment(true, 40000, c + 1 + h.len() as u32, FIN_ACK, &[]),
+            segment(false, 40000, s + 1 + srv.len() as u32, FIN_ACK, &[]),
+        ];
+        let mut out = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            t.track(at(i as u64 * 10), LinkType::Ethernet, p);
+            out.extend(t.poll_expired(at(i as u64 * 10)));
+        }
+        assert_eq!(out.len(), 1, "emitted as soon as both FINs were seen");
+        let r = &out[0];
+        assert_eq!(r.sni.as_deref(), Some("api.openai.com"));
+        assert_eq!(r.alpn, ["h2", "http/1.1"]);
+        assert_eq!(r.transport, FlowTransport::Tcp);
+        assert_eq!(r.client, SocketAddr::from((CLIENT, 40000)));
+        assert_eq!(r.server, SocketAddr::from((SERVER, 8443)));
+        assert_eq!(r.tls_version, 0x0304);
+        assert_eq!(r.records_in, Some(3));
+        assert_eq!((r.packets_out, r.packets_in), (6, 3));
+        assert_eq!(
+            r.bytes_out,
+            (h.len() + 3) as u64,
+            "retransmissions count as wire bytes"
+        );
+        assert_eq!(r.bytes_in, srv.len() as u64);
+        assert_eq!(r.duration(), Duration::from_millis(80));
+        assert_eq!(r.end, FlowEnd::Fin);
+        assert!(r.ja4.starts_with("t13d0103h2_"), "{}", r.ja4);
+        assert_eq!(t.active_flows(), 0);
+    }
+
+    #[test]
+    fn non_tls_connections_are_forgotten() {
+        let mut t = FlowTracker::new(FlowConfig::default());
+        t.track(
+            at(0),
+            LinkType::Ethernet,
+            &segment(true, 40001, 1, SYN, &[]),
+        );
+        assert_eq!(t.active_flows(), 1);
+        t.track(
+            at(1),
+            LinkType::Ethernet,
+            &segment(true, 40001, 2, PSH_ACK, b"GET / HTTP/1.1\r\n"),
+        );
+        assert_eq!(t.active_flows(), 0);
+        assert_eq!(t.stats().flows_not_tls, 1);
+        assert_eq!(t.finish().count(), 0);
+    }
+
+    #[test]
+    fn the_flow_cap_is_enforced() {
+        let mut t = FlowTracker::new(FlowConfig {
+            max_flows: 2,
+            ..FlowConfig::default()
+        });
+        for port in 1..=3 {
+            t.track(at(0), LinkType::Ethernet, &segment(true, port, 1, SYN, &[]));
+        }
+        assert_eq!(t.active_flows(), 2);
+        assert_eq!(t.stats().flows_refused, 1);
+    }
+
+    #[test]
+    fn idle_flows_expire_and_resets_close_midstream_flows() {
+        let config = FlowConfig::default();
+        let idle = config.tcp_idle_timeout;
+        let mut t = FlowTracker::new(config);
+        let h = hello("claude.ai", &["h2"]);
+        // No SYN in the capture: the flow starts at the ClientHello.
+        t.track(
+            at(0),
+            LinkType::Ethernet,
+            &segment(true, 40002, 77, PSH_ACK, &h),
+        );
+        t.track(
+            at(0),
+            LinkType::Ethernet,
+            &segment(true, 40003, 99, PSH_ACK, &h),
+        );
+        t.track(
+            at(5),
+            LinkType::Ethernet,
+            &segment(false, 40003, 1, RST, &[]),
+        );
+        let reset: Vec<_> = t.poll_expired(at(5)).collect();
+        assert_eq!(reset.len(), 1);
+        assert_eq!(
+            (reset[0].client.port(), reset[0].end),
+            (40003, FlowEnd::Reset)
+        );
+        assert_eq!(t.poll_expired(at(2000)).count(), 0, "not idle yet");
+        let later = at(0) + idle + Duration::from_secs(2);
+        let expired: Vec<_> = t.poll_expired(later).collect();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            (expired[0].client.port(), expired[0].end),
+            (40002, FlowEnd::Idle)
+        );
+        assert_eq!(expired[0].sni.as_deref(), Some("claude.ai"));
+        assert_eq!(t.active_flows(), 0);
+    }
 }

@@ -25,12 +25,12 @@ pub(crate) enum Step {
 /// are ignored.
 pub(crate) fn client_datagram(
     assembler: &mut Option<Box<HelloAssembler>>,
+    pool: &mut super::AssemblerPool,
     scratch: &mut [u8],
     first: bool,
     datagram: &[u8],
 ) -> Step {
-    let asm =
-        assembler.get_or_insert_with(|| Box::new(HelloAssembler::new(StreamKind::QuicCrypto)));
+    let asm = assembler.get_or_insert_with(|| pool.take(StreamKind::QuicCrypto));
     match feed_client_datagram(datagram, scratch, asm) {
         Ok((_, Progress::Complete(hello))) => {
             Step::Hello(HelloSummary::new(&hello, Transport::Quic))
