@@ -25,6 +25,7 @@ mkdir -p "$OUT"
 cargo build -p toktra --locked --quiet
 TOKTRA=${CARGO_TARGET_DIR:-$ROOT/target}/debug/toktra
 fail=0
+jqt() { jq -e "$@" >/dev/null; } # a jq condition over a file, quietly
 check() { # description, then a command that must succeed
   local what=$1
   shift
@@ -60,24 +61,30 @@ check "real traffic: toktra = tshark (Linux cooked v2)" same_as_tshark "$OUT/rea
 check "real traffic: toktra = tshark (pcapng)" same_as_tshark "$OUT/real.pcapng" "$real_flows"
 while IFS=$'\t' read -r stack transport port sni alpn; do
   check "real traffic: $stack sent $transport/$port sni=$sni alpn=$alpn" \
-    jq -e --arg t "$transport" --argjson p "$port" --arg s "$sni" --arg a "$alpn" -s \
+    jqt --arg t "$transport" --argjson p "$port" --arg s "$sni" --arg a "$alpn" -s \
     'any(.[]; .transport == $t and .dport == $p and .sni == $s and (.alpn | join(",")) == $a)' \
-    "$OUT/real.pcap.jsonl" >/dev/null
+    "$OUT/real.pcap.jsonl"
 done <"$OUT/expected.tsv"
 chromium_segments() {
   tshark -r "$OUT/real.pcap" -n -Y 'tls.handshake.extensions_server_name == "gemini.google.com"' \
     -T fields -e tcp.segment.count 2>/dev/null | awk '$1 >= 2 {n++} END {exit !(n >= 1)}'
 }
 check "real traffic: Chromium's ClientHello spans several TCP segments" chromium_segments
+chromium_quic_fragments() {
+  tshark -r "$OUT/real.pcap" -n -o udp.try_heuristic_first:TRUE \
+    -Y 'quic && tls.handshake.extensions_server_name == "generativelanguage.googleapis.com"' \
+    -T fields -e quic.crypto.fragment.count 2>/dev/null | awk '$1 >= 2 {n++} END {exit !(n >= 1)}'
+}
+check "real traffic: Chromium's QUIC ClientHello is reassembled from several CRYPTO frames" chromium_quic_fragments
 quic_v2_seen() {
   tshark -r "$OUT/real.pcap" -n -o udp.try_heuristic_first:TRUE -Y 'quic.version == 0x6b3343cf' \
     -T fields -e frame.number 2>/dev/null | grep -q .
 }
 check "real traffic: the aioquic v2 flow really is QUIC v2 on the wire" quic_v2_seen
 check "real traffic: every flow in the catalog (all names are provider names)" \
-  jq -e -s 'length > 0 and all(.[]; .provider != null and .category != null)' "$OUT/real.pcap.jsonl"
+  jqt -s 'length > 0 and all(.[]; .provider != null and .category != null)' "$OUT/real.pcap.jsonl"
 check "real traffic: server records counted on TCP, bytes both ways" \
-  jq -e -s 'all(.[] | select(.transport == "tcp"); .records_in > 0 and .bytes_in > 0 and .bytes_out > 0)' \
+  jqt -s 'all(.[] | select(.transport == "tcp"); .records_in > 0 and .bytes_in > 0 and .bytes_out > 0)' \
   "$OUT/real.pcap.jsonl"
 
 crafted=$(cat "$OUT/crafted.count")
@@ -85,7 +92,7 @@ check "crafted: $crafted awkwardly delivered hellos, toktra = tshark" same_as_ts
 check "crafted: gzip-compressed pcap" same_as_tshark "$OUT/crafted.pcap.gz" "$crafted"
 check "crafted: gzip-compressed pcapng" same_as_tshark "$OUT/crafted.pcapng.gz" "$crafted"
 check "crafted: ECH flagged, no-SNI flow has sni null" \
-  jq -e -s 'any(.[]; .sni == "cloudflare-ech.com" and .ech) and any(.[]; .sni == null and .alpn == [])' \
+  jqt -s 'any(.[]; .sni == "cloudflare-ech.com" and .ech) and any(.[]; .sni == null and .alpn == [])' \
   "$OUT/crafted.pcap.jsonl"
 
 llm_only() {
