@@ -13,29 +13,33 @@ use toktra_agent::flow::{FlowConfig, FlowRecord, FlowTracker};
 use toktra_agent::source::pcap::PcapSource;
 use toktra_catalog::Catalog;
 
-/// Read pcap/pcapng files and print one JSON line per TLS or QUIC flow.
-///
-/// Every TCP connection whose client sent a TLS ClientHello and every QUIC connection
-/// whose client sent an Initial carrying one is reported, on any port: TLS and QUIC are
-/// recognised by content. ClientHellos split over several TCP segments (also out of
-/// order or retransmitted) or several QUIC Initials are reassembled. The file is
-/// streamed, and each flow is written as soon as it ends (FIN, RST, idle timeout, or
-/// the end of the input).
-///
-/// Output (stdout), one object per line: ts (RFC 3339 UTC of the flow's first packet),
-/// transport (tcp|quic), src, sport, dst, dport (src is the client), sni (null if
-/// absent), alpn (array, client order), tls_version (highest offered), ja4, ech (bool:
-/// Encrypted Client Hello offered, sni is then the outer name), provider, product,
-/// category (null unless the SNI is in the LLM catalog), bytes_out, bytes_in (transport
-/// payload bytes), packets_out, packets_in, duration_ms, records_in (TLS
-/// application-data records from the server; null for QUIC or when the server stream
-/// had gaps).
-///
-/// A summary goes to stderr. Exit status: 0 on success; 1 if a file could not be read
-/// or is damaged (the error names the byte offset; flows read before it are still
-/// written).
+const LONG_HELP: &str = r#"Every TCP connection whose client sent a TLS ClientHello and every QUIC connection
+whose client sent an Initial carrying one is reported, on any port: TLS and QUIC are
+recognised by content. ClientHellos split over several TCP segments (also out of
+order or retransmitted) or several QUIC Initials are reassembled. The file is
+streamed, and each flow is written as soon as it ends (FIN, RST, idle timeout, or
+the end of the input).
+
+Output (stdout), one object per line: ts (RFC 3339 UTC of the flow's first packet),
+transport (tcp|quic), src, sport, dst, dport (src is the client), sni (null if
+absent), alpn (array, client order), tls_version (highest offered), ja4, ech (bool:
+Encrypted Client Hello offered, sni is then the outer name), provider, product,
+category (null unless the SNI is in the LLM catalog), bytes_out, bytes_in (transport
+payload bytes), packets_out, packets_in, duration_ms, records_in (TLS
+application-data records from the server; null for QUIC or when the server stream
+had gaps).
+
+A summary goes to stderr. Exit status: 0 on success; 1 if a file could not be read
+or is damaged (the error names the byte offset; flows read before it are still
+written).
+
+Examples:
+  toktra pcap capture.pcapng.gz > flows.jsonl
+  toktra pcap --llm-only monday.pcap tuesday.pcap | jq -r .product | sort | uniq -c"#;
+
+// The long --help text is LONG_HELP; the one-line summary is the subcommand's doc in main.rs.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = LONG_HELP)]
 pub struct Args {
     /// Capture files: pcap or pcapng, optionally gzip-compressed (detected by content).
     /// They are read in the given order as one capture.
