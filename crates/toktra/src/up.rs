@@ -40,6 +40,12 @@ pub struct UpInfo {
     pub agent_url: String,
     pub api_key: String,
     pub org_id: String,
+    /// Dashboard sign-in created at the first start (the password is printed then and
+    /// kept only here, next to the API key).
+    #[serde(default)]
+    pub dashboard_email: Option<String>,
+    #[serde(default)]
+    pub dashboard_password: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -76,7 +82,7 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
     let previous: Option<UpInfo> = std::fs::read(&up_json)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let (org_id, api_key) = match previous {
+    let (org_id, api_key, dashboard_login) = match previous {
         Some(p)
             if admin
                 .store()
@@ -86,12 +92,27 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
                 .flatten()
                 .is_some() =>
         {
-            (p.org_id, p.api_key)
+            let login = p.dashboard_email.zip(p.dashboard_password);
+            (p.org_id, p.api_key, login)
         }
         _ => {
             let org = admin.create_org("Local organization", None).await?;
             let key = admin.create_api_key("toktra up").await?;
-            (org.id, key.key)
+            let data = toktra_server::dashboard::store_data::StoreData::new(admin.store().clone());
+            // One administrator per organization `up` made; the e-mail is unique per
+            // server, so a later organization gets a numbered one.
+            let email = match admin
+                .store()
+                .admin_user_by_email(toktra_server::dashboard::FIRST_ADMIN_EMAIL)
+                .await?
+            {
+                None => toktra_server::dashboard::FIRST_ADMIN_EMAIL.to_owned(),
+                Some(_) => format!("admin+{}@toktra.local", &org.id[..8]),
+            };
+            let password = toktra_server::dashboard::create_first_admin(&data, &org.id, &email)
+                .await
+                .context("creating the dashboard administrator")?;
+            (org.id, key.key, Some((email, password)))
         }
     };
     let token = admin.create_enrollment_token(&org_id, None, None).await?;
@@ -104,6 +125,8 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
         agent_url: format!("https://localhost:{}", server.agent_addr.port()),
         api_key,
         org_id: org_id.clone(),
+        dashboard_email: dashboard_login.as_ref().map(|l| l.0.clone()),
+        dashboard_password: dashboard_login.as_ref().map(|l| l.1.clone()),
     };
     write_up_json(&up_json, &info)?;
 
@@ -120,6 +143,9 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
 
     println!("toktra is up.");
     println!("  dashboard   {}", info.dashboard_url);
+    if let Some((email, password)) = &dashboard_login {
+        println!("  sign in as  {email} / {password}");
+    }
     println!(
         "  API         {}   (Authorization: Bearer {})",
         info.api_url, info.api_key

@@ -119,6 +119,30 @@ pub async fn create_admin(
         .await?)
 }
 
+/// The sign-in name `toktra up` gives the administrator it creates at first start.
+pub const FIRST_ADMIN_EMAIL: &str = "admin@toktra.local";
+
+/// Creates an administrator with a random 24-character password and returns the
+/// password (for a one-time display: only its argon2id hash is stored).
+pub async fn create_first_admin(
+    data: &dyn DashboardData,
+    org_id: &str,
+    email: &str,
+) -> Result<String, CreateAdminError> {
+    // Letters and digits only, so it copies cleanly from a terminal (~143 bits).
+    let mut password = String::new();
+    while password.len() < 24 {
+        password.extend(
+            auth::random_token()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(24 - password.len()),
+        );
+    }
+    create_admin(data, org_id, email, &password).await?;
+    Ok(password)
+}
+
 fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
