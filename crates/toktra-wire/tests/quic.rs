@@ -1,5 +1,6 @@
 //! QUIC Initial decryption against the RFC 9001 and RFC 9369 Appendix A client
 //! Initials, and CRYPTO reassembly across packets and datagrams.
+#![cfg(feature = "quic")]
 
 mod common;
 
