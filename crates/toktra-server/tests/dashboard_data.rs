@@ -174,6 +174,16 @@ async fn admin_accounts(s: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
+
+    // What `toktra up` does at first start: a random password, shown once.
+    let first = format!("first.{}@example.com", Uuid::now_v7());
+    let pw = toktra_server::dashboard::create_first_admin(&data, &org, &first)
+        .await
+        .unwrap();
+    assert_eq!(pw.len(), 24);
+    assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()), "{pw}");
+    let stored = data.admin_by_email(&first).await.unwrap().unwrap();
+    assert!(auth::verify_password(&pw, &stored.password_hash).unwrap());
 }
 
 async fn usage_matches_the_api(s: Arc<dyn Store>) {
