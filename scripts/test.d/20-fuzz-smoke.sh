@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz smoke test: builds every cargo-fuzz target in fuzz/ and runs each for a short
+# toktra-wire's driver build check (no std, no `quic` feature), then the fuzz smoke
+# test: builds every cargo-fuzz target in fuzz/ and runs each for a short
 # while (FUZZ_SECONDS, default 20) from its committed seeds (fuzz/seeds/<target>/).
 # A crash, panic, leak or timeout fails the suite and leaves the input under
 # artifacts/fuzz/<target>/. Long runs (the 10-minute campaigns) use the same command
@@ -19,6 +20,46 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "20-fuzz-smoke: cargo-fuzz is not installed; run scripts/setup (scripts/setup.d/20-fuzz.sh)" >&2
   exit 1
 fi
+
+# The Windows kernel driver links toktra-wire without its `quic` feature and without
+# std. Prove both here: the no-default-features build is lint-clean, and a no_std
+# staticlib with its own #[panic_handler] links it (any std in the dependency graph
+# would be a duplicate `panic_impl` lang item).
+echo "20-fuzz-smoke: toktra-wire for the driver (no default features, no std)"
+nice -n 10 cargo clippy -p toktra-wire --no-default-features --lib -- -D warnings
+nostd=$(mktemp -d)
+mkdir -p "$nostd/src"
+cat >"$nostd/Cargo.toml" <<TOML
+[package]
+name = "toktra-wire-nostd-check"
+version = "0.0.0"
+edition = "2024"
+[lib]
+crate-type = ["staticlib"]
+[dependencies]
+toktra-wire = { path = "$ROOT/crates/toktra-wire" }
+[profile.dev]
+panic = "abort"
+[workspace]
+TOML
+cat >"$nostd/src/lib.rs" <<'RS'
+#![no_std]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+#[unsafe(no_mangle)]
+pub extern "C" fn toktra_sni_len(p: &[u8; 512]) -> usize {
+    toktra_wire::ClientHello::parse(p)
+        .ok()
+        .and_then(|h| h.server_name())
+        .map_or(0, |s| s.len())
+}
+RS
+# Default features (quic on) is the superset of what any build links.
+(cd "$nostd" && CARGO_TARGET_DIR="$nostd/target" nice -n 10 cargo build --quiet)
+rm -rf "$nostd"
+echo "20-fuzz-smoke: no_std link check ok"
 
 cd fuzz
 targets=$(cargo fuzz list)

@@ -609,7 +609,9 @@ mod crypto {
     /// [`StreamKind::QuicCrypto`](crate::assembler::StreamKind) mode. `scratch` must
     /// hold the largest packet (1500 bytes for common paths, 65527 for any).
     ///
-    /// Fails only when the first packet is not a decryptable client Initial;
+    /// Fails when the first packet is not a decryptable client Initial (so a
+    /// datagram that is not QUIC is an error, not silence) or when the CRYPTO data
+    /// breaks the assembler;
     /// problems in later coalesced packets are counted in
     /// [`DatagramSummary::skipped`]. A frame not allowed in Initials ends that
     /// packet's walk, keeping the CRYPTO data before it.
@@ -626,6 +628,13 @@ mod crypto {
             // Anything not a long header (a short-header packet, or zero padding
             // after the last packet) ends the coalesced sequence.
             if b & 0xc0 != 0xc0 {
+                if first {
+                    return Err(if b & 0x80 == 0 {
+                        Error::QuicShortHeader
+                    } else {
+                        Error::QuicFixedBitZero
+                    });
+                }
                 break;
             }
             let next = match decrypt_initial(rest, Side::Client, scratch) {
@@ -666,10 +675,8 @@ mod crypto {
         if let Some(e) = failure {
             return Err(e);
         }
-        let progress = match assembler.client_hello() {
-            Some(_) => assembler.push(0, &[])?,
-            None => Progress::NeedMore,
-        };
+        // An empty push reports the assembler's state without changing it.
+        let progress = assembler.push(0, &[])?;
         Ok((summary, progress))
     }
 }

@@ -265,7 +265,10 @@ fn frames_and_headers_are_checked() {
     assert!(!quic::looks_like_initial(b"\x16\x03\x01"));
     let mut scratch = [0u8; 64];
     let mut asm = HelloAssembler::new(StreamKind::QuicCrypto);
-    assert!(feed_client_datagram(&[0x00; 30], &mut scratch, &mut asm).is_ok());
+    assert_eq!(
+        feed_client_datagram(&[0x00; 30], &mut scratch, &mut asm).unwrap_err(),
+        Error::QuicShortHeader
+    );
     let rfc = hex_file("rfc9001-a2-client-initial.hex");
     assert_eq!(
         feed_client_datagram(&rfc[..600], &mut scratch, &mut asm).unwrap_err(),
