@@ -573,6 +573,11 @@ pub(crate) mod tests {
     /// -alpn h2,http/1.1`), built here so the unit tests need no fixture file; the Wine
     /// suite uses a hello captured from a real openssl at test time.
     pub(super) fn hello() -> Vec<u8> {
+        hello_with(&[])
+    }
+
+    /// The same hello with `extra` appended to its extensions.
+    fn hello_with(extra: &[u8]) -> Vec<u8> {
         let mut ext = Vec::new();
         let name = b"api.openai.com";
         // server_name
@@ -590,6 +595,7 @@ pub(crate) mod tests {
         ext.extend_from_slice(alpn);
         // supported_versions: TLS 1.3, 1.2
         ext.extend_from_slice(&[0, 43, 0, 5, 4, 3, 4, 3, 3]);
+        ext.extend_from_slice(extra);
         let mut body = Vec::new();
         body.extend_from_slice(&[3, 3]);
         body.extend_from_slice(&[7u8; 32]);
@@ -641,6 +647,27 @@ pub(crate) mod tests {
             assert_eq!(rec.flags & flags::HELLO_PARSED, flags::HELLO_PARSED);
             assert_eq!(flow.bytes_out, h.len() as u64);
         }
+    }
+
+    #[test]
+    fn ech_is_flagged_and_the_outer_name_kept() {
+        // encrypted_client_hello (0xfe0d), outer variant with a dummy payload.
+        let h = hello_with(&[0xfe, 0x0d, 0, 4, 0, 0, 1, 0]);
+        let mut asm = Box::new(HelloAssembler::new(StreamKind::Tls));
+        let mut flow = Flow::new(1, FWPS_LAYER_STREAM_V4, 1, 0, &tcp_meta());
+        let mut out = StreamOutcome::default();
+        flow.on_stream_piece(true, &h, Some(&mut asm), &mut out);
+        let mut rec = EventRecord::ZERO;
+        flow.fill_common(&mut rec, EventKind::TlsHello, 1);
+        assert_eq!(rec.flags & flags::ECH, flags::ECH, "flags {:#x}", rec.flags);
+        assert_eq!(rec.sni(), Some("api.openai.com"));
+        let plain = hello();
+        let mut flow = Flow::new(2, FWPS_LAYER_STREAM_V4, 1, 0, &tcp_meta());
+        asm.reset(StreamKind::Tls);
+        flow.on_stream_piece(true, &plain, Some(&mut asm), &mut out);
+        let mut rec = EventRecord::ZERO;
+        flow.fill_common(&mut rec, EventKind::TlsHello, 1);
+        assert_eq!(rec.flags & flags::ECH, 0);
     }
 
     #[test]
