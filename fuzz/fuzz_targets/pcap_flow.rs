@@ -49,6 +49,7 @@ fn tracker() -> FlowTracker {
         hello_timeout: Duration::from_secs(2),
         max_hello_packets: 6,
         scan_interval: Duration::from_secs(1),
+        max_pending_hellos: 3,
     })
 }
 

@@ -28,6 +28,8 @@ mod records;
 pub use record::{FlowEnd, FlowRecord, FlowTransport};
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 // Flow keys come from the network: a seeded hash keeps collisions unpredictable,
 // at a fraction of SipHash's cost per packet.
@@ -63,6 +65,9 @@ pub struct FlowConfig {
     pub max_hello_packets: u32,
     /// How often [`FlowTracker::poll_expired`] scans the table for idle flows.
     pub scan_interval: Duration,
+    /// ClientHellos reassembled at once (about 18 KiB each). Most hellos fit in their
+    /// first packet and need none; this bounds what half-sent hellos can hold.
+    pub max_pending_hellos: usize,
 }
 
 impl Default for FlowConfig {
@@ -74,6 +79,7 @@ impl Default for FlowConfig {
             hello_timeout: Duration::from_secs(30),
             max_hello_packets: 16,
             scan_interval: Duration::from_secs(1),
+            max_pending_hellos: 1024,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct TrackerStats {
     pub flows_not_tls: u64,
     /// Connections not tracked because `max_flows` were already tracked.
     pub flows_refused: u64,
+    /// Flows given up because `max_pending_hellos` split hellos were being reassembled.
+    pub hello_buffers_exhausted: u64,
     /// Records emitted (flows that carried a ClientHello).
     pub flows_emitted: u64,
 }
@@ -144,7 +152,7 @@ enum HelloState {
     /// Waiting for the client's first bytes; the assembler exists only once a hello
     /// did not fit in one packet.
     Pending {
-        assembler: Option<Box<HelloAssembler>>,
+        assembler: Option<Lease>,
         packets: u32,
     },
     Done(HelloSummary),
@@ -228,28 +236,78 @@ impl Flow {
     }
 }
 
-/// Reassembly buffers (about 18 KiB each) kept for reuse: most flows need one only for
-/// a packet or two, and allocating and zeroing a fresh one each time showed up in
-/// profiles of large captures.
-#[derive(Default)]
-struct AssemblerPool(Vec<Box<HelloAssembler>>);
+/// A reassembly buffer on loan to one flow. Counts itself in the pool's tally until
+/// dropped, wherever the flow ends, so the number of buffers alive stays bounded.
+struct Lease {
+    asm: Option<Box<HelloAssembler>>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = HelloAssembler;
+    fn deref(&self) -> &HelloAssembler {
+        // Always Some until give() takes it, right before the lease is dropped.
+        self.asm.as_deref().unwrap_or(&EMPTY_ASSEMBLER)
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut HelloAssembler {
+        self.asm
+            .get_or_insert_with(|| Box::new(HelloAssembler::new(StreamKind::Tls)))
+    }
+}
+
+static EMPTY_ASSEMBLER: HelloAssembler = HelloAssembler::new(StreamKind::Tls);
+
+/// Reassembly buffers (about 18 KiB each): at most `limit` alive at once, so half-sent
+/// hellos on many connections cannot exhaust memory, and a few kept for reuse, since
+/// allocating and zeroing a fresh one per flow showed up in profiles of large captures.
+struct AssemblerPool {
+    spare: Vec<Box<HelloAssembler>>,
+    live: Arc<AtomicUsize>,
+    limit: usize,
+}
 
 impl AssemblerPool {
     const KEEP: usize = 32;
 
-    fn take(&mut self, kind: StreamKind) -> Box<HelloAssembler> {
-        match self.0.pop() {
+    fn new(limit: usize) -> Self {
+        Self {
+            spare: Vec::new(),
+            live: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// `None` when `limit` buffers are on loan.
+    fn take(&mut self, kind: StreamKind) -> Option<Lease> {
+        if self.live.load(Ordering::Relaxed) >= self.limit {
+            return None;
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let asm = match self.spare.pop() {
             Some(mut a) => {
                 a.reset(kind);
                 a
             }
             None => Box::new(HelloAssembler::new(kind)),
-        }
+        };
+        Some(Lease {
+            asm: Some(asm),
+            live: Arc::clone(&self.live),
+        })
     }
 
-    fn give(&mut self, a: Box<HelloAssembler>) {
-        if self.0.len() < Self::KEEP {
-            self.0.push(a);
+    fn give(&mut self, mut lease: Lease) {
+        if let Some(a) = lease.asm.take().filter(|_| self.spare.len() < Self::KEEP) {
+            self.spare.push(a);
         }
     }
 
@@ -267,6 +325,8 @@ impl AssemblerPool {
 /// What became of the client's bytes handed to the hello state.
 enum HelloStep {
     Waiting,
+    /// Every reassembly buffer is in use: this flow cannot be followed.
+    NoBuffer,
     Completed,
     NotTls,
 }
@@ -286,6 +346,7 @@ pub struct FlowTracker {
 
 impl FlowTracker {
     pub fn new(config: FlowConfig) -> Self {
+        let pool = AssemblerPool::new(config.max_pending_hellos);
         Self {
             config,
             flows: FlowMap::default(),
@@ -293,7 +354,7 @@ impl FlowTracker {
             stats: TrackerStats::default(),
             last_scan: None,
             scratch: None,
-            pool: AssemblerPool::default(),
+            pool,
         }
     }
 
@@ -411,6 +472,10 @@ impl FlowTracker {
                 self.stats.flows_started += 1;
                 self.stats.flows_not_tls += 1;
             }
+            After::NoBuffer => {
+                self.stats.flows_started += 1;
+                self.stats.hello_buffers_exhausted += 1;
+            }
             After::End(end) => {
                 self.stats.flows_started += 1;
                 self.emit(flow, end);
@@ -424,6 +489,10 @@ impl FlowTracker {
             After::Continue => {}
             After::NotTls => {
                 self.stats.flows_not_tls += 1;
+                self.flows.remove(key);
+            }
+            After::NoBuffer => {
+                self.stats.hello_buffers_exhausted += 1;
                 self.flows.remove(key);
             }
             After::End(end) => self.close(key, end),
@@ -498,6 +567,8 @@ enum After {
     Continue,
     /// The flow's first client bytes are not a (valid) ClientHello: forget it.
     NotTls,
+    /// No reassembly buffer was free: forget the flow.
+    NoBuffer,
     End(FlowEnd),
 }
 
@@ -522,10 +593,10 @@ fn tcp_packet(
             (flow.client_isn, &flow.hello, payload.is_empty())
         {
             let offset = seq.wrapping_sub(isn).wrapping_sub(1);
-            if let HelloStep::NotTls =
-                tcp_hello_bytes(&mut flow.hello, config, pool, offset, payload)
-            {
-                return After::NotTls;
+            match tcp_hello_bytes(&mut flow.hello, config, pool, offset, payload) {
+                HelloStep::NotTls => return After::NotTls,
+                HelloStep::NoBuffer => return After::NoBuffer,
+                HelloStep::Waiting | HelloStep::Completed => {}
             }
         }
     } else {
@@ -579,6 +650,7 @@ fn udp_packet(
             After::Continue
         }
         quic::Step::NotQuic => After::NotTls,
+        quic::Step::NoBuffer => After::NoBuffer,
     }
 }
 
@@ -609,7 +681,10 @@ fn tcp_hello_bytes(
                 return HelloStep::Completed;
             }
         }
-        *assembler = Some(pool.take(StreamKind::Tls));
+        let Some(lease) = pool.take(StreamKind::Tls) else {
+            return HelloStep::NoBuffer;
+        };
+        *assembler = Some(lease);
     }
     let over = *packets > config.max_hello_packets;
     let Some(asm) = assembler.as_mut() else {
@@ -786,6 +861,61 @@ mod tests {
         assert_eq!(t.active_flows(), 0);
         assert_eq!(t.stats().flows_not_tls, 1);
         assert_eq!(t.finish().count(), 0);
+    }
+
+    #[test]
+    fn reassembly_buffers_are_bounded_and_returned() {
+        let config = FlowConfig {
+            max_pending_hellos: 2,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTracker::new(config);
+        let h = hello("api.anthropic.com", &["h2"]);
+        // Three connections send the first 10 bytes of their hello: only two can be
+        // followed.
+        for port in 1..=3u16 {
+            t.track(
+                at(0),
+                LinkType::Ethernet,
+                &segment(true, port, 100, SYN, &[]),
+            );
+            t.track(
+                at(1),
+                LinkType::Ethernet,
+                &segment(true, port, 101, PSH_ACK, &h[..10]),
+            );
+        }
+        assert_eq!(t.stats().hello_buffers_exhausted, 1);
+        assert_eq!(t.active_flows(), 2);
+        // Completing one hello frees its buffer for a new connection.
+        t.track(
+            at(2),
+            LinkType::Ethernet,
+            &segment(true, 1, 111, PSH_ACK, &h[10..]),
+        );
+        t.track(at(3), LinkType::Ethernet, &segment(true, 4, 100, SYN, &[]));
+        t.track(
+            at(3),
+            LinkType::Ethernet,
+            &segment(true, 4, 101, PSH_ACK, &h[..10]),
+        );
+        t.track(
+            at(4),
+            LinkType::Ethernet,
+            &segment(true, 4, 111, PSH_ACK, &h[10..]),
+        );
+        assert_eq!(t.stats().hello_buffers_exhausted, 1);
+        let done: Vec<_> = t
+            .finish()
+            .filter_map(|r| r.sni.map(|s| (r.client.port(), s)))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                (1, "api.anthropic.com".to_owned()),
+                (4, "api.anthropic.com".to_owned())
+            ]
+        );
     }
 
     #[test]

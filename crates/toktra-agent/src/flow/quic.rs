@@ -1,7 +1,7 @@
 //! The QUIC side of the tracker: client Initials are decrypted (keys from their DCID)
 //! and their CRYPTO frames reassembled until the ClientHello is complete.
 
-use toktra_wire::assembler::{HelloAssembler, Progress, StreamKind};
+use toktra_wire::assembler::{Progress, StreamKind};
 use toktra_wire::ja4::Transport;
 use toktra_wire::quic::feed_client_datagram;
 
@@ -15,6 +15,7 @@ pub(crate) const SCRATCH_LEN: usize = 65_535;
 
 pub(crate) enum Step {
     Waiting,
+    NoBuffer,
     Hello(HelloSummary),
     NotQuic,
 }
@@ -24,13 +25,18 @@ pub(crate) enum Step {
 /// undecryptable datagrams (0-RTT, Initials after a Retry or with the server's CID)
 /// are ignored.
 pub(crate) fn client_datagram(
-    assembler: &mut Option<Box<HelloAssembler>>,
+    assembler: &mut Option<super::Lease>,
     pool: &mut super::AssemblerPool,
     scratch: &mut [u8],
     first: bool,
     datagram: &[u8],
 ) -> Step {
-    let asm = assembler.get_or_insert_with(|| pool.take(StreamKind::QuicCrypto));
+    if assembler.is_none() {
+        *assembler = pool.take(StreamKind::QuicCrypto);
+    }
+    let Some(asm) = assembler.as_mut() else {
+        return Step::NoBuffer;
+    };
     match feed_client_datagram(datagram, scratch, asm) {
         Ok((_, Progress::Complete(hello))) => {
             Step::Hello(HelloSummary::new(&hello, Transport::Quic))
