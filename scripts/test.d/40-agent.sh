@@ -35,6 +35,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # Anything still running inside our own namespaces.
+  for ns in "$CLI" "$PROV"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  done
   ip netns del "$CLI" 2>/dev/null || true
   ip netns del "$PROV" 2>/dev/null || true
   rm -rf "/etc/netns/$CLI"
@@ -110,7 +114,7 @@ PIDS+=($!)
 UP_DATA=$T/up
 start_server() {
   # Its own agent watches port 9 only, so it never sees the test traffic.
-  in_cli "$BIN" up --data "$UP_DATA" --agent-port 18443 --admin-port 18080 --capture-ports 9 >>"$T/server.log" 2>&1 &
+  ip netns exec "$CLI" "$BIN" up --data "$UP_DATA" --agent-port 18443 --admin-port 18080 --capture-ports 9 >>"$T/server.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=($SERVER_PID)
   wait_for "server admin API" 60 in_cli curl -sf http://127.0.0.1:18080/healthz
@@ -127,11 +131,12 @@ db() { sqlite3 -cmd '.timeout 5000' "$UP_DATA/server/toktra.db" "$@"; }
 : >"$T/empty.toml"
 
 # Starts an agent NAME [extra flags...] in the client namespace; its pid goes to
-# AGENT_PID, its log to $T/NAME.log.
+# AGENT_PID (`ip netns exec` execs, so it is the agent's own pid), its log to
+# $T/NAME.log.
 start_agent() {
   local name=$1
   shift
-  in_cli "$BIN" agent --config "$T/empty.toml" --org-id "$ORG" \
+  ip netns exec "$CLI" "$BIN" agent --config "$T/empty.toml" --org-id "$ORG" \
     --ingest-url https://localhost:18443 --server-ca "$UP_DATA/server-ca.pem" \
     --state-dir "$T/$name" --enroll-token "$TOKEN" --log-level 3 "$@" >>"$T/$name.log" 2>&1 &
   AGENT_PID=$!
@@ -167,10 +172,12 @@ check "python urllib (HTTP/1.1, SSE) to generativelanguage.googleapis.com as tkb
   "https://generativelanguage.googleapis.com/v1beta/models/gemini:streamGenerateContent?chunks=50&delay=10" "$BODY"
 check "node http2 (JSON) to api.openai.com as tkbob" \
   as_user tkbob node "$HERE/node-client.mjs" api.openai.com "/v1/chat/completions?chunks=40&delay=10" "$PLAIN"
-check "headless chromium to claude.ai as tkcarol" \
+chromium_fetch() {
   as_user tkcarol timeout 60 chromium --headless=new --no-sandbox --disable-gpu --ignore-certificate-errors \
-  --user-data-dir="$T/home-tkcarol/chromium" --dump-dom "https://claude.ai/api/chat?stream=1&chunks=40&delay=10" \
-  >"$T/chromium.out" 2>"$T/chromium.log"
+    --user-data-dir="$T/home-tkcarol/chromium" --dump-dom "https://claude.ai/api/chat?stream=1&chunks=40&delay=10" \
+    >"$T/chromium.out" 2>"$T/chromium.log" && grep -q content_block_delta "$T/chromium.out"
+}
+check "headless chromium to claude.ai as tkcarol" chromium_fetch
 
 wait_for "5 events uploaded by the main agent" 90 \
   bash -c "[ \$(jq .spool.uploaded_total '$T/main/status.json') -ge 5 ] && [ \$(jq .spool.depth '$T/main/status.json') = 0 ]"
@@ -178,7 +185,7 @@ MAIN_DEV=$(device_of main)
 api "http://127.0.0.1:18080/v1/usage?org_id=$ORG&period=daily&limit=100" >"$T/usage.json" || echo '{}' >"$T/usage.json"
 cp "$T/usage.json" "$OUT/usage.json"
 usage_has() { # provider user
-  jq -e --arg p "$1" --arg u "$2" '[.items[] | select(.provider == $p and ((.user_id // .user // "") | contains($u)) and .requests >= 1)] | length >= 1' "$T/usage.json" >/dev/null
+  jq -e --arg p "$1" --arg u "$2" '[.items[] | select(.provider == $p and ((.user_id // .user // "") | contains($u)) and .total_requests >= 1)] | length >= 1' "$T/usage.json" >/dev/null
 }
 check "usage API: openai for tkalice" usage_has openai tkalice
 check "usage API: anthropic for tkalice" usage_has anthropic tkalice
@@ -208,7 +215,8 @@ check "agent status command prints the state" \
 # ---------------------------------------------------------------- 2. reliability
 # Steady traffic from here on.
 STOP=$T/stop-load
-as_user tkalice python3 "$HERE/load.py" "$STOP" 4 >"$T/load.out" 2>"$T/load.log" &
+ip netns exec "$CLI" runuser -u tkalice -- env SSL_CERT_FILE="$T/ca.pem" \
+  python3 "$HERE/load.py" "$STOP" 4 >"$T/load.out" 2>"$T/load.log" &
 LOAD_PID=$!
 PIDS+=($LOAD_PID)
 
@@ -230,6 +238,7 @@ for i in $(seq 1 100); do
   wait "$AGENT_PID" 2>/dev/null || true
 done
 check "agent c was killed 100 times and still has its spool" test -f "$T/c/spool.db"
+check "no agent c survived a kill" bash -c "! pgrep -f -- 'state-dir $T/[c] ' >/dev/null"
 
 echo "server down for a while"
 kill "$SERVER_PID"

@@ -14,7 +14,7 @@ pub struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
     #[command(flatten)]
-    run: RunArgs,
+    run: Box<RunArgs>,
 }
 
 #[derive(clap::Subcommand)]
@@ -22,7 +22,7 @@ enum Sub {
     /// Capture LLM connections on this machine and upload them to the server (the
     /// default). Needs CAP_NET_RAW: run it as the toktra-agent systemd unit, as root,
     /// or after `setcap cap_net_raw,cap_net_admin+eip /usr/bin/toktra`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print enrollment, certificate expiry, spool depth and age, last upload, drops
     /// and budget state of the running agent (from its status file).
     Status(StatusArgs),
@@ -136,8 +136,8 @@ impl RunArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(Sub::Status(s)) => status(s),
-        Some(Sub::Run(r)) => run_agent(r),
-        None => run_agent(args.run),
+        Some(Sub::Run(r)) => run_agent(*r),
+        None => run_agent(*args.run),
     }
 }
 
@@ -315,12 +315,14 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .max_blocking_threads(4)
         .build()?;
-    rt.block_on(run_configured(
+    let result = rt.block_on(run_configured(
         config,
         !args.no_capture,
         true,
         std::time::Duration::from_secs(args.budget_poll_secs.max(1)),
         shutdown_signal(),
-    ))?;
+    ));
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }

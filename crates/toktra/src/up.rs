@@ -65,7 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(up(args, data, ports))?;
+    let result = rt.block_on(up(args, data, ports));
+    // Whatever still runs (a request in flight) must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,7 +159,7 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = {
+    let mut agent = {
         let mut rx = stop_rx.clone();
         tokio::spawn(crate::agent::run_configured(
             agent_cfg,
@@ -189,7 +192,7 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = crate::agent::shutdown_signal() => {}
-        r = agent => {
+        r = &mut agent => {
             // The agent ended on its own: report why, then stop the rest.
             match r {
                 Ok(Ok(())) => {}
@@ -200,8 +203,10 @@ async fn up(args: Args, data: PathBuf, ports: Vec<u16>) -> anyhow::Result<()> {
     }
     println!("stopping...");
     let _ = stop_tx.send(true);
-    // Give the agent a moment to write its final status.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The agent writes its final status and closes its tap.
+    if !agent.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut agent).await;
+    }
     if let Some(d) = demo {
         d.stop().await;
     }
@@ -308,7 +313,9 @@ mod demo {
             let mut i = 0usize;
             loop {
                 let host = DEMO_HOSTS[i % DEMO_HOSTS.len()];
-                let _ = toktra_agent::demo::request(client.clone(), addr, host, i % 2 == 0).await;
+                let _ =
+                    toktra_agent::demo::request(client.clone(), addr, host, i.is_multiple_of(2))
+                        .await;
                 i += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(700)) => {}

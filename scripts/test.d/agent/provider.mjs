@@ -29,8 +29,25 @@ async function handle(req, res) {
   const delay = Number(url.searchParams.get('delay') ?? 10);
   const host = String(req.headers[':authority'] ?? req.headers.host ?? '');
   const stream = /"stream"\s*:\s*true/.test(body) || url.searchParams.get('stream') === '1';
+  const bulk = Number(url.searchParams.get('bytes') ?? 0);
   try {
-    if (stream) {
+    if (bulk > 0) {
+      // Bulk transfer for the benchmark, paced to `rate` bytes per second.
+      const rate = Number(url.searchParams.get('rate') ?? 1e9);
+      const piece = Buffer.alloc(16384, 120);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bulk });
+      const start = Date.now();
+      for (let sent = 0; sent < bulk; ) {
+        const n = Math.min(piece.length, bulk - sent);
+        if (!res.write(n === piece.length ? piece : piece.subarray(0, n))) {
+          await new Promise((r) => res.once('drain', r));
+        }
+        sent += n;
+        const ahead = sent / rate * 1000 - (Date.now() - start);
+        if (ahead > 5) await sleep(ahead);
+      }
+      res.end();
+    } else if (stream) {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       for (let i = 0; i < chunks; i++) {
         res.write(chunk(host, WORDS[i % WORDS.length]));

@@ -118,7 +118,13 @@ pub fn start(
                 }
             }
         })?;
-    let mut cap = cap;
+    // Non-blocking reads plus our own poll(2): with TPACKET_V3, libpcap may wait
+    // forever for a first packet, and the loop must also wake up on an idle link to
+    // expire flows and to notice that it should stop.
+    let mut cap = cap.setnonblock().map_err(|e| TapError::Open {
+        device: cfg.device.clone(),
+        reason: e.to_string(),
+    })?;
     cap.filter(&filter, true).map_err(|e| TapError::Filter {
         filter: filter.clone(),
         reason: e.to_string(),
@@ -265,6 +271,7 @@ fn capture_loop(
                 }
             }
             Err(pcap::Error::TimeoutExpired) => {
+                wait_readable(&cap, 100);
                 let ready: Vec<FlowRecord> = tracker.poll_expired(wall_clock()).collect();
                 for r in ready {
                     if !emit(r, &mut udp_seen) {
@@ -281,6 +288,20 @@ fn capture_loop(
     }
     for r in tracker.finish() {
         let _ = attr.send(Attr::Done(Box::new(r)));
+    }
+}
+
+/// Waits until the capture has packets or `ms` passed.
+fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: i32) {
+    use std::os::fd::AsRawFd as _;
+    let mut pfd = libc::pollfd {
+        fd: cap.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe {
+        libc::poll(&mut pfd, 1, ms);
     }
 }
 

@@ -1,0 +1,64 @@
+// Load for scripts/bench-agent: RATE new TLS connections per second (each one small
+// HTTP/1.1 request to a provider host name), plus BULK_MBIT of paced bulk transfer
+// over 4 connections, for SECONDS. Prints JSON with handshake latencies (ms from
+// TCP connect start to TLS secureConnect).
+//   node bench-load.mjs ADDR RATE SECONDS BULK_MBIT
+import tls from 'node:tls';
+import https from 'node:https';
+import fs from 'node:fs';
+
+const [, , addr, rate, seconds, bulkMbit] = process.argv.map((v, i) => (i > 2 ? Number(v) : v));
+const ca = fs.readFileSync(process.env.NODE_EXTRA_CA_CERTS);
+const hosts = ['api.openai.com', 'api.anthropic.com', 'generativelanguage.googleapis.com'];
+const lat = [];
+let failed = 0;
+let bulkBytes = 0;
+
+function one(i) {
+  const host = hosts[i % hosts.length];
+  const t0 = process.hrtime.bigint();
+  const s = tls.connect({ host: addr, port: 443, servername: host, ca, ALPNProtocols: ['http/1.1'] }, () => {
+    lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    s.write(`POST /v1/chat/completions?chunks=4&delay=0 HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n{"stream": false}`);
+  });
+  s.on('data', () => {});
+  s.on('error', () => { failed++; });
+  s.on('end', () => s.end());
+}
+
+function bulk(k, until) {
+  const perConn = (bulkMbit * 1e6) / 8 / 4;
+  const remaining = Math.max(1, (until - Date.now()) / 1000);
+  const bytes = Math.floor(perConn * remaining);
+  const req = https.request({
+    host: addr, port: 443, servername: 'api.openai.com', ca, method: 'POST', agent: false,
+    path: `/v1/files?bytes=${bytes}&rate=${Math.floor(perConn)}`, headers: { host: 'api.openai.com', 'content-length': 2 },
+  }, (res) => { res.on('data', (d) => { bulkBytes += d.length; }); });
+  req.on('error', () => { failed++; });
+  req.end('{}');
+}
+
+const start = Date.now();
+const until = start + seconds * 1000;
+if (bulkMbit > 0) for (let k = 0; k < 4; k++) bulk(k, until);
+let i = 0;
+const every = 1000 / rate;
+const timer = setInterval(() => {
+  // Catch up if the timer fell behind, so the rate holds on a busy machine.
+  const due = Math.floor((Date.now() - start) / every);
+  while (i < due) one(i++);
+  if (Date.now() >= until) {
+    clearInterval(timer);
+    setTimeout(() => {
+      lat.sort((a, b) => a - b);
+      const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+      console.log(JSON.stringify({
+        connections: lat.length, failed, seconds,
+        rate: lat.length / seconds,
+        bulk_mbit: (bulkBytes * 8) / 1e6 / seconds,
+        handshake_ms: { p50: q(0.5), p90: q(0.9), mean: lat.reduce((a, b) => a + b, 0) / lat.length },
+      }));
+      process.exit(0);
+    }, 1500);
+  }
+}, 2);
