@@ -380,6 +380,53 @@ pub fn pkcs7_certs_only(certs: &[&[u8]]) -> Vec<u8> {
     )
 }
 
+/// The certificates (DER) inside a certs-only PKCS#7, as EST clients read them.
+pub fn pkcs7_certs(der: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (tag, content_info, _) = read_tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (_, _oid, rest) = read_tlv(content_info)?;
+    let (_, explicit, _) = read_tlv(rest)?;
+    let (_, signed_data, _) = read_tlv(explicit)?;
+    let mut rest = signed_data;
+    for _ in 0..3 {
+        rest = read_tlv(rest)?.2; // version, digestAlgorithms, encapContentInfo
+    }
+    let (tag, mut certs, _) = read_tlv(rest)?;
+    if tag != 0xa0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !certs.is_empty() {
+        let (_, _, after) = read_tlv(certs)?;
+        out.push(certs[..certs.len() - after.len()].to_vec());
+        certs = after;
+    }
+    Some(out)
+}
+
+/// (tag, content, rest) of the first DER TLV in `b`.
+fn read_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)? as usize;
+    let (len, head) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = head.checked_add(len)?;
+    Some((tag, b.get(head..end)?, &b[end..]))
+}
+
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
@@ -448,6 +495,15 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = Ca::load_or_create(dir.path(), &[]).unwrap();
         assert_eq!(again.intermediate_der(), ca.intermediate_der());
+    }
+
+    #[test]
+    fn pkcs7_round_trip() {
+        let a = tlv(0x30, &[1u8; 300]);
+        let b = tlv(0x30, &[2u8; 5]);
+        let p7 = pkcs7_certs_only(&[&a, &b]);
+        assert_eq!(pkcs7_certs(&p7).unwrap(), vec![a, b]);
+        assert!(pkcs7_certs(&p7[..p7.len() - 1]).is_none());
     }
 
     #[test]
