@@ -163,6 +163,42 @@ impl Sessions {
     }
 }
 
+/// Failed sign-ins allowed per e-mail within [`THROTTLE_WINDOW`] before that e-mail
+/// is refused until the window has passed since the last failure.
+pub const MAX_FAILED_SIGN_INS: u32 = 5;
+pub const THROTTLE_WINDOW: Duration = Duration::minutes(15);
+
+/// Slows password guessing against one account: argon2 makes each guess cost ~50 ms of
+/// CPU, this caps them at a handful per quarter hour.
+#[derive(Default)]
+pub struct LoginThrottle {
+    failures: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
+}
+
+impl LoginThrottle {
+    /// Minutes to wait before `email` may try again, if it is throttled now.
+    pub fn blocked_for(&self, email: &str, now: DateTime<Utc>) -> Option<i64> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, last) = map.get(email)?;
+        let until = *last + THROTTLE_WINDOW;
+        (*count >= MAX_FAILED_SIGN_INS && now < until).then(|| (until - now).num_minutes() + 1)
+    }
+
+    pub fn failed(&self, email: &str, now: DateTime<Utc>) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, last)| now - *last < THROTTLE_WINDOW);
+        let e = map.entry(email.to_owned()).or_insert((0, now));
+        *e = (e.0 + 1, now);
+    }
+
+    pub fn succeeded(&self, email: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(email);
+    }
+}
+
 /// A `Set-Cookie` value. Always HttpOnly and SameSite=Strict; Secure when the admin
 /// face is served over TLS (a Secure cookie would never come back over plain HTTP
 /// on 127.0.0.1).
@@ -228,6 +264,28 @@ mod tests {
         assert_eq!(s.take_flash(&tok2), None);
         s.remove(&tok2);
         assert!(s.get(&tok2, t0).is_none());
+    }
+
+    #[test]
+    fn guessing_is_throttled_per_email() {
+        let t = LoginThrottle::default();
+        let t0 = Utc::now();
+        for i in 0..MAX_FAILED_SIGN_INS {
+            assert_eq!(t.blocked_for("a@x.example", t0), None, "attempt {i}");
+            t.failed("a@x.example", t0);
+        }
+        assert_eq!(t.blocked_for("a@x.example", t0), Some(16));
+        assert_eq!(
+            t.blocked_for("b@x.example", t0),
+            None,
+            "other accounts unaffected"
+        );
+        assert_eq!(
+            t.blocked_for("a@x.example", t0 + Duration::minutes(16)),
+            None
+        );
+        t.succeeded("a@x.example");
+        assert_eq!(t.blocked_for("a@x.example", t0), None);
     }
 
     #[test]

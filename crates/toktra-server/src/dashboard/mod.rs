@@ -43,6 +43,7 @@ pub struct DashboardConfig {
 struct Dashboard {
     data: Arc<dyn DashboardData>,
     sessions: Sessions,
+    throttle: auth::LoginThrottle,
     config: DashboardConfig,
 }
 
@@ -54,6 +55,7 @@ pub fn router(data: Arc<dyn DashboardData>, config: DashboardConfig) -> Router {
     let state: Shared = Arc::new(Dashboard {
         data,
         sessions: Sessions::default(),
+        throttle: auth::LoginThrottle::default(),
         config,
     });
     Router::new()
@@ -324,6 +326,18 @@ async fn login(
         return Err(PageError::Csrf);
     }
     let email = f.email.trim().to_lowercase();
+    if let Some(minutes) = d.throttle.blocked_for(&email, Utc::now()) {
+        tracing::warn!(email = %email, "dashboard sign-in throttled");
+        let text =
+            format!("Too many failed sign-ins for this e-mail. Try again in {minutes} minutes.");
+        return Ok(login_page(
+            &d,
+            &headers,
+            Some(&text),
+            &email,
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    }
     let account = d.data.admin_by_email(&email).await?;
     let phc = account
         .as_ref()
@@ -336,6 +350,7 @@ async fn login(
         .map_err(|e| PageError::Store(e.to_string()))?;
     match account {
         Some(a) if ok => {
+            d.throttle.succeeded(&email);
             let token = d.sessions.create(&a.id, &a.org_id, &a.email, Utc::now());
             tracing::info!(admin = %a.email, "dashboard sign-in");
             let mut res = see_other(&format!("{BASE}/overview"));
@@ -352,6 +367,7 @@ async fn login(
         }
         _ => {
             tracing::warn!(email = %email, "dashboard sign-in refused");
+            d.throttle.failed(&email, Utc::now());
             Ok(login_page(
                 &d,
                 &headers,

@@ -4,6 +4,26 @@
 
 use super::auth::Flash;
 use super::charts::{self, PALETTE, Series, compact, grouped};
+
+/// The same provider keeps its colour on every page, period and filter.
+pub fn provider_color(p: &str) -> &'static str {
+    match p {
+        "openai" => PALETTE[0],
+        "anthropic" => PALETTE[1],
+        "github" => PALETTE[2],
+        "perplexity" => PALETTE[3],
+        "microsoft" => PALETTE[4],
+        "google" => PALETTE[5],
+        "mistral" => PALETTE[6],
+        // Others by a stable hash of the name over the palette.
+        other => {
+            PALETTE[other
+                .bytes()
+                .fold(7usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+                % PALETTE.len()]
+        }
+    }
+}
 use super::data::{ActivityRow, BudgetRow, DeviceRow, DeviceStatus, EnrollmentTokenRow, UserRow};
 use super::model::{self, Selection, UsageSummary};
 use chrono::{DateTime, Utc};
@@ -221,7 +241,11 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
             (tile("tokens", "Estimated tokens · 30 days", &compact(t.tokens()), Some(t.tokens()),
                 html! { (compact(t.input_tokens)) " in · " (compact(t.output_tokens)) " out" }))
             (tile("cost", "Estimated cost · 30 days", &cost(t.cost_usd, t.tokens()), None,
-                html! { "at list prices, " (grouped(t.requests)) " requests" }))
+                html! {
+                    @if t.cost_usd == 0.0 && t.tokens() > 0 { "no list prices for these products yet · " }
+                    @else { "at list prices · " }
+                    (grouped(t.requests)) " requests"
+                }))
             section.tile.health.(if silent.is_empty() { "good" } else { "bad" }) data-tile="health" {
                 h2 { "Capture health" }
                 p.value data-seen=(seen) data-silent=(silent.len()) { (seen) " / " (reporting.len()) }
@@ -245,7 +269,7 @@ pub fn overview(d: &OverviewData<'_>) -> Markup {
                     ul.budget-mini {
                         @for b in d.budgets {
                             li {
-                                span.name { (b.department.as_deref().unwrap_or("Organization-wide")) }
+                                span.name { (b.department.as_deref().unwrap_or("Organization")) }
                                 (progress(b.used_tokens, b.limit_tokens))
                                 span.pct { (model::percent(b.used_tokens, b.limit_tokens)) }
                             }
@@ -294,10 +318,9 @@ fn provider_series<'a>(
 ) -> Vec<Series<'a>> {
     s.by_provider
         .iter()
-        .enumerate()
-        .map(|(k, (name, i, o, _))| Series {
+        .map(|(name, i, o, _)| Series {
             name: provider_label(name),
-            color: PALETTE[k.min(PALETTE.len() - 1)],
+            color: provider_color(name),
             values: pick(name, i, o),
         })
         .collect()
@@ -473,9 +496,9 @@ pub fn usage(v: &UsageView<'_>) -> Markup {
                     table.data #providers {
                         thead { tr { th { "Provider" } th.num { "Input" } th.num { "Output" } th.num { "Cost" } } }
                         tbody {
-                            @for (k, (p, _, _, t)) in s.by_provider.iter().enumerate() {
+                            @for (p, _, _, t) in &s.by_provider {
                                 tr data-provider=(p) {
-                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(PALETTE[k.min(PALETTE.len() - 1)]) {} } (provider_label(p)) }
+                                    td { svg.swatch viewBox="0 0 10 10" aria-hidden="true" { rect width="10" height="10" rx="2" fill=(provider_color(p)) {} } (provider_label(p)) }
                                     td.num { (grouped(t.input_tokens)) }
                                     td.num { (grouped(t.output_tokens)) }
                                     td.num { (cost(t.cost_usd, t.tokens())) }
@@ -796,5 +819,60 @@ pub fn error_page(status: u16, text: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_commands_carry_the_three_values() {
+        assert_eq!(
+            msiexec_command("https://ingest.acme.example:8443", "org1", "tkn_abc"),
+            "msiexec /i ToktraAgent.msi /qn INGEST_URL=https://ingest.acme.example:8443 ORG_ID=org1 ENROLL_TOKEN=tkn_abc"
+        );
+        let linux = linux_command("https://ingest.acme.example:8443", "org1", "tkn_abc");
+        for line in [
+            "ingest_url = \"https://ingest.acme.example:8443\"",
+            "org_id = \"org1\"",
+            "enroll_token = \"tkn_abc\"",
+            "sudo toktra agent run",
+        ] {
+            assert!(
+                linux.lines().any(|l| l == line),
+                "{line} missing in\n{linux}"
+            );
+        }
+    }
+
+    #[test]
+    fn providers_keep_their_colour() {
+        let known = [
+            "openai",
+            "anthropic",
+            "github",
+            "perplexity",
+            "microsoft",
+            "google",
+            "mistral",
+        ];
+        let colours: std::collections::HashSet<_> =
+            known.iter().map(|p| provider_color(p)).collect();
+        assert_eq!(
+            colours.len(),
+            known.len(),
+            "known providers never share a colour"
+        );
+        assert_eq!(provider_color("newco"), provider_color("newco"));
+        assert_eq!(provider_label("openai"), "OpenAI");
+        assert_eq!(provider_label("newco"), "newco");
+    }
+
+    #[test]
+    fn costs_without_prices_are_not_zero_dollars() {
+        assert_eq!(cost(0.0, 0), "$0.00");
+        assert_eq!(cost(0.0, 10), "not priced");
+        assert_eq!(cost(1234.567, 10), "$1,234.57");
     }
 }
