@@ -19,6 +19,11 @@ use toktra_server::{Server, ServerConfig};
 ///
 /// Admin face (Bearer API key from `toktra admin api-key create`): /v1/usage, /v1/orgs/...,
 /// /v1/api-keys; open: /v1/openapi.json, /metrics.
+///
+/// Dashboard on the admin face: /dashboard/ (and / redirects there). Sign in with an
+/// account from `toktra admin dashboard-user create --org ORG_ID --email E
+/// --password-stdin`; sessions are HttpOnly SameSite=Strict cookies, Secure with
+/// --admin-tls.
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
