@@ -73,6 +73,7 @@ enum DashboardUserCmd {
     /// password (12 characters at least) is read from standard input, so it never
     /// shows in the process list or shell history; it is stored as an argon2id hash.
     Create {
+        /// The organization whose dashboard the administrator sees.
         #[arg(long, value_name = "ORG_ID")]
         org: String,
         /// The sign-in name (unique on this server).
