@@ -7,6 +7,8 @@ ROOT=$(pwd)
 export ROOT
 
 TOKTRA_SKIP_SETUP=${TOKTRA_SKIP_SETUP:-0} scripts/windows-build --tests
+# The real server the Windows agent enrolls with and uploads to (Linux side).
+cargo build -q -p toktra
 
 # shellcheck source=../wine-env
 source scripts/wine-env

@@ -18,6 +18,11 @@ pub struct AgentConfig {
     pub cert_subject: String,
     pub log_level: LogLevel,
     pub enroll_token: Option<String>,
+    /// Windows-only extra: PEM file of the CA that signed the server's TLS certificate,
+    /// for servers not under a public CA (private deployments, `toktra up`, tests).
+    pub server_ca: Option<std::path::PathBuf>,
+    /// Windows-only extra: what the tray's "Open dashboard" opens (default: IngestUrl).
+    pub dashboard_url: String,
     /// True when DeviceId was empty and this start generated (and stored) one.
     pub device_id_generated: bool,
 }
@@ -50,7 +55,13 @@ pub struct RawConfig {
     pub cert_subject: Option<String>,
     pub log_level: Option<u32>,
     pub enroll_token: Option<String>,
+    pub server_ca: Option<String>,
+    pub dashboard_url: Option<String>,
 }
+
+/// Registry values beyond the shared key set (toktra_proto::config), Windows only.
+pub const SERVER_CA_FILE: &str = "ServerCaFile";
+pub const DASHBOARD_URL: &str = "DashboardUrl";
 
 fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
@@ -97,8 +108,18 @@ impl RawConfig {
                 reason: BadLogLevel(v).to_string(),
             })?,
         };
+        let ingest_url = ingest_url.trim_end_matches('/').to_owned();
+        let dashboard_url = non_empty(self.dashboard_url).unwrap_or_else(|| ingest_url.clone());
+        if !dashboard_url.starts_with("https://") && !dashboard_url.starts_with("http://") {
+            return Err(ConfigError::Invalid {
+                key: DASHBOARD_URL,
+                reason: format!("must be an http(s):// URL, not {dashboard_url:?}"),
+            });
+        }
         Ok(AgentConfig {
-            ingest_url: ingest_url.trim_end_matches('/').to_owned(),
+            dashboard_url,
+            server_ca: non_empty(self.server_ca).map(std::path::PathBuf::from),
+            ingest_url,
             org_id,
             device_id,
             cert_subject,
@@ -154,6 +175,8 @@ pub fn read_registry() -> Result<RawConfig, ConfigError> {
         cert_subject: read_string(&key, keys::CERT_SUBJECT.registry)?,
         log_level: read_dword(&key, keys::LOG_LEVEL.registry)?,
         enroll_token: read_string(&key, keys::ENROLL_TOKEN.registry)?,
+        server_ca: read_string(&key, SERVER_CA_FILE)?,
+        dashboard_url: read_string(&key, DASHBOARD_URL)?,
     })
 }
 

@@ -127,6 +127,11 @@ pub fn unprotect(sealed: &[u8]) -> Result<Vec<u8>, DpapiError> {
 /// A security descriptor made from SDDL, freed on drop.
 pub struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
 
+// SAFETY: the descriptor is an owned, never-mutated heap block; reading it from any
+// thread is fine and it is freed once, by Drop.
+unsafe impl Send for SecurityDescriptor {}
+unsafe impl Sync for SecurityDescriptor {}
+
 impl SecurityDescriptor {
     pub fn from_sddl(sddl: &str) -> Result<Self, DpapiError> {
         let w = wide(sddl);
