@@ -118,6 +118,8 @@ start_server() {
   SERVER_PID=$!
   PIDS+=($SERVER_PID)
   wait_for "server admin API" 60 in_cli curl -sf http://127.0.0.1:18080/healthz
+  # up.json is written once the organization, token and key exist.
+  wait_for "up.json" 30 grep -q org_id "$UP_DATA/up.json"
 }
 start_server
 KEY=$(jq -r .api_key "$UP_DATA/up.json")

@@ -242,7 +242,7 @@ impl Spool {
             )
             .map_err(|e| self.err(e))?;
         if let Some(seq) = old {
-            self.drop_through(seq)?;
+            self.drop_through(seq, false)?;
         }
         if self.bytes > self.limits.max_bytes {
             // Free down to 90 % so a full spool is not trimmed on every append.
@@ -250,9 +250,14 @@ impl Spool {
             let mut need = self.bytes - target;
             let mut last = None;
             {
+                // The batch being sent is spared: the server may already hold it (its
+                // acknowledgement lost), and a gap must count only events that are
+                // really gone.
                 let mut st = self
                     .conn
-                    .prepare_cached("SELECT seq, LENGTH(body) FROM events ORDER BY seq")
+                    .prepare_cached(
+                        "SELECT seq, LENGTH(body) FROM events WHERE batch_id IS NULL ORDER BY seq",
+                    )
                     .map_err(|e| err_of(&self.path, e))?;
                 let mut rows = st.query([]).map_err(|e| err_of(&self.path, e))?;
                 while let Some(r) = rows.next().map_err(|e| err_of(&self.path, e))? {
@@ -267,18 +272,26 @@ impl Spool {
                 }
             }
             if let Some(seq) = last {
-                self.drop_through(seq)?;
+                self.drop_through(seq, true)?;
             }
         }
         Ok(())
     }
 
-    /// Deletes events with `seq <= through` and records them in the gap.
-    fn drop_through(&mut self, through: i64) -> Result<(), SpoolError> {
+    /// Deletes events with `seq <= through` (only those not yet in a batch when
+    /// `unassigned_only`) and records them in the gap.
+    fn drop_through(&mut self, through: i64, unassigned_only: bool) -> Result<(), SpoolError> {
+        let filter = if unassigned_only {
+            "seq <= ?1 AND batch_id IS NULL"
+        } else {
+            "seq <= ?1"
+        };
         let tx = self.conn.transaction().map_err(|e| err_of(&self.path, e))?;
         let (count, bytes, first): (i64, i64, Option<i64>) = tx
             .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(spooled_at) FROM events WHERE seq <= ?1",
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(spooled_at) FROM events WHERE {filter}"
+                ),
                 [through],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -286,7 +299,7 @@ impl Spool {
         if count == 0 {
             return Ok(());
         }
-        tx.execute("DELETE FROM events WHERE seq <= ?1", [through])
+        tx.execute(&format!("DELETE FROM events WHERE {filter}"), [through])
             .map_err(|e| err_of(&self.path, e))?;
         let since = first
             .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
@@ -327,7 +340,7 @@ impl Spool {
             .optional()
             .map_err(|e| self.err(e))?;
         if let Some(seq) = seq {
-            self.drop_through(seq)?;
+            self.drop_through(seq, true)?;
         }
         Ok(())
     }
@@ -666,6 +679,37 @@ mod tests {
         // The gap went with that batch and is not sent twice.
         let b = s.next_batch(now, true, "0.1.0").unwrap().unwrap();
         assert!(b.dropped.is_none());
+    }
+
+    #[test]
+    fn the_batch_in_flight_is_never_dropped_for_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(
+            &dir.path().join("s.db"),
+            SpoolLimits {
+                max_bytes: 64 * 1024,
+                max_age_secs: 3600,
+            },
+        )
+        .unwrap();
+        let now = Utc::now();
+        let first: Vec<_> = (0..50).map(event).collect();
+        s.append(&first, now).unwrap();
+        let inflight = s.next_batch(now, true, "t").unwrap().unwrap();
+        for _ in 0..40 {
+            let more: Vec<_> = (0..10).map(event).collect();
+            s.append(&more, now).unwrap();
+        }
+        let st = s.stats().unwrap();
+        assert!(st.dropped_total > 0);
+        let again = s.next_batch(now, true, "t").unwrap().unwrap();
+        assert_eq!(again.batch_id, inflight.batch_id);
+        assert_eq!(
+            again.events.len(),
+            50,
+            "the batch being sent kept all its events"
+        );
+        assert_eq!(st.depth + st.dropped_total, 450);
     }
 
     #[test]
