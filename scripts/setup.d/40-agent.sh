@@ -6,5 +6,5 @@ set -euo pipefail
 apt_install libpcap-dev nodejs chromium sqlite3 jq curl iproute2 openssl python3 dpkg-dev
 if ! command -v cargo-deb >/dev/null; then
   echo "setup: installing cargo-deb"
-  cargo install cargo-deb --locked --quiet
+  cargo install cargo-deb --version 3.8.0 --locked --quiet
 fi

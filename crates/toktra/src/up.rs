@@ -11,6 +11,13 @@ use std::time::Duration;
 use toktra_agent::config::ConfigLayer;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Prints the dashboard and API addresses and the admin API key, and writes \
+them to <data>/up.json (dashboard_url, api_url, agent_url, api_key, org_id) for scripts. \
+Running it again reuses the organization and key in that directory. Without root (no \
+CAP_NET_RAW) the server and agent still start and the output says why capture is \
+unavailable. Ctrl-C (or SIGTERM) stops everything cleanly."
+)]
 pub struct Args {
     /// Data directory for the server's database and CA, the agent's state and
     /// up.json [default: ~/.local/share/toktra/up, or ./toktra-data without HOME].
