@@ -91,81 +91,95 @@ pub struct TokenEstimate {
 pub const TLS_RECORD_OVERHEAD: u64 = 5 + 1 + 16;
 
 /// Client side of a TLS 1.3 handshake: ClientHello (≈ 250–1 800 bytes: curl/OpenSSL
-/// small, Chromium with a post-quantum key share large), change_cipher_spec, Finished.
-pub const CLIENT_HANDSHAKE_BYTES: u64 = 700;
-/// Server side: ServerHello, change_cipher_spec, then EncryptedExtensions,
-/// Certificate (a two-certificate ECDSA chain as the big providers serve),
-/// CertificateVerify, Finished, and the session tickets sent after the handshake.
-pub const SERVER_HANDSHAKE_BYTES: u64 = 3_000;
-/// Server records of type application_data that are handshake, not response: the
-/// encrypted handshake flight and the session tickets.
-pub const SERVER_HANDSHAKE_RECORDS: u64 = 3;
+/// about 520, Chromium with a post-quantum key share larger), change_cipher_spec,
+/// Finished.
+pub const CLIENT_HANDSHAKE_BYTES: u64 = 600;
+/// Server side: ServerHello, change_cipher_spec, the encrypted flight
+/// (EncryptedExtensions, a two-certificate ECDSA chain of public-CA size,
+/// CertificateVerify, Finished) and the session tickets. Measured 2 950 on the corpus.
+pub const SERVER_HANDSHAKE_BYTES: u64 = 2_950;
+/// Server application_data records that are not the response: the encrypted flight,
+/// the tickets, the response headers and, for HTTP/2, SETTINGS, or for HTTP/1.1
+/// chunked streams, the last chunk. Measured: 5 (HTTP/1.1), 6 (HTTP/2) around a
+/// stream; a plain response adds one record to 3 (HTTP/1.1) or 4 (HTTP/2).
+pub const SERVER_OVERHEAD_RECORDS_H1: u64 = 5;
+pub const SERVER_OVERHEAD_RECORDS_H2: u64 = 6;
+const PLAIN_RECORDS_H1: u64 = 4;
+const PLAIN_RECORDS_H2: u64 = 5;
+/// Transfer framing per streamed event: an HTTP/1.1 chunk header and CRLF, or an
+/// HTTP/2 DATA frame header.
+pub const EVENT_TRANSFER_BYTES_H1: u64 = 7;
+pub const EVENT_TRANSFER_BYTES_H2: u64 = 9;
 
-/// One request's headers, plus HTTP/2's connection preface and SETTINGS exchange.
-pub const REQUEST_HEADER_BYTES_H1: u64 = 420;
-pub const REQUEST_HEADER_BYTES_H2: u64 = 330;
-/// One response's headers; providers send many (rate limits, request ids, CDN).
-pub const RESPONSE_HEADER_BYTES_H1: u64 = 800;
-pub const RESPONSE_HEADER_BYTES_H2: u64 = 500;
-
-/// Per-shape constants of a streamed response.
+/// What an API shape adds around the tokens, measured on the corpus
+/// (`scripts/bench-estimate` prints these as "calibration").
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StreamProfile {
-    /// Tokens of text carried by one content event, on average.
+pub struct ShapeProfile {
+    /// One request's headers as the official SDK sends them (HTTP/1.1, HTTP/2).
+    pub request_header_bytes: (u64, u64),
+    /// The response headers the service sends (HTTP/1.1, HTTP/2).
+    pub response_header_bytes: (u64, u64),
+    /// A plain JSON response's bytes other than the answer text.
+    pub plain_envelope_bytes: u64,
+    /// Events of a stream that carry no text (start, stop, usage, `[DONE]`) ...
+    pub stream_framing_records: u64,
+    /// ... and their bytes.
+    pub stream_framing_bytes: u64,
+    /// Bytes of one content event that are not its text (SSE line, JSON envelope).
+    pub event_envelope_bytes: u64,
+    /// Tokens of text one content event carries, on average.
     pub tokens_per_event: f64,
-    /// Records that carry no content: the response headers, start and stop events,
-    /// usage and `[DONE]`.
-    pub framing_records: u64,
-    /// Bytes of one content event that are not the text itself: the SSE `data:` line,
-    /// JSON envelope, and the HTTP framing (chunk size or HTTP/2 DATA frame header).
-    pub event_envelope_bytes: f64,
-    /// Bytes of text per token inside the events (JSON-escaped).
-    pub text_bytes_per_token: f64,
 }
 
-/// The streaming profile of an API shape.
-pub fn stream_profile(shape: ApiShape) -> StreamProfile {
+/// The profile of an API shape. `Other` (chat apps, coding assistants, unknown APIs)
+/// takes values between the measured ones; it is a guide, not a calibration.
+pub fn shape_profile(shape: ApiShape) -> ShapeProfile {
     match shape {
-        ApiShape::OpenAi => StreamProfile {
+        ApiShape::OpenAi => ShapeProfile {
+            request_header_bytes: (700, 610),
+            response_header_bytes: (1_080, 790),
+            plain_envelope_bytes: 805,
+            stream_framing_records: 4,
+            stream_framing_bytes: 1_160,
+            event_envelope_bytes: 309,
             tokens_per_event: 1.0,
-            framing_records: 4,
-            event_envelope_bytes: 230.0,
-            text_bytes_per_token: 4.0,
         },
-        ApiShape::Anthropic => StreamProfile {
-            tokens_per_event: 3.0,
-            framing_records: 7,
-            event_envelope_bytes: 130.0,
-            text_bytes_per_token: 4.0,
+        ApiShape::Anthropic => ShapeProfile {
+            request_header_bytes: (660, 585),
+            response_header_bytes: (1_350, 970),
+            plain_envelope_bytes: 327,
+            stream_framing_records: 6,
+            stream_framing_bytes: 775,
+            event_envelope_bytes: 115,
+            tokens_per_event: 4.45,
         },
-        ApiShape::Gemini => StreamProfile {
-            tokens_per_event: 25.0,
-            framing_records: 2,
-            event_envelope_bytes: 330.0,
-            text_bytes_per_token: 4.0,
+        ApiShape::Gemini => ShapeProfile {
+            request_header_bytes: (405, 390),
+            response_header_bytes: (365, 270),
+            plain_envelope_bytes: 516,
+            stream_framing_records: 0,
+            stream_framing_bytes: 0,
+            event_envelope_bytes: 295,
+            tokens_per_event: 33.9,
         },
-        ApiShape::Other => StreamProfile {
+        ApiShape::Other => ShapeProfile {
+            request_header_bytes: (600, 530),
+            response_header_bytes: (900, 680),
+            plain_envelope_bytes: 500,
+            stream_framing_records: 3,
+            stream_framing_bytes: 600,
+            event_envelope_bytes: 200,
             tokens_per_event: 1.0,
-            framing_records: 4,
-            event_envelope_bytes: 200.0,
-            text_bytes_per_token: 4.0,
         },
     }
 }
 
-fn request_header_bytes(http: HttpVersion) -> u64 {
+/// Picks the HTTP/1.1 or HTTP/2 value; the mean when the version is unknown.
+fn by_http(http: HttpVersion, (h1, h2): (u64, u64)) -> u64 {
     match http {
-        HttpVersion::Http1 => REQUEST_HEADER_BYTES_H1,
-        HttpVersion::Http2 => REQUEST_HEADER_BYTES_H2,
-        HttpVersion::Unknown => (REQUEST_HEADER_BYTES_H1 + REQUEST_HEADER_BYTES_H2) / 2,
-    }
-}
-
-fn response_header_bytes(http: HttpVersion) -> u64 {
-    match http {
-        HttpVersion::Http1 => RESPONSE_HEADER_BYTES_H1,
-        HttpVersion::Http2 => RESPONSE_HEADER_BYTES_H2,
-        HttpVersion::Unknown => (RESPONSE_HEADER_BYTES_H1 + RESPONSE_HEADER_BYTES_H2) / 2,
+        HttpVersion::Http1 => h1,
+        HttpVersion::Http2 => h2,
+        HttpVersion::Unknown => (h1 + h2) / 2,
     }
 }
 
@@ -177,93 +191,103 @@ fn tokens(bytes: f64, per_token: f64) -> u64 {
     (bytes / per_token).round() as u64
 }
 
-/// Request body bytes: what is left of `bytes_out` after the handshake, TLS record
-/// overhead (client records are not counted, so one per 16 KiB is assumed) and one
-/// request's headers.
-pub fn request_body_bytes(flow: &FlowBytes) -> u64 {
+/// Request body bytes: `bytes_out` less the handshake, the TLS overhead (client
+/// records are not counted; one per 16 KiB is assumed) and the request headers.
+pub fn request_body_bytes(shape: ApiShape, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_out.saturating_sub(CLIENT_HANDSHAKE_BYTES);
     let records = after_handshake.div_ceil(16 * 1024).max(1);
     after_handshake
         .saturating_sub(records * TLS_RECORD_OVERHEAD)
-        .saturating_sub(request_header_bytes(flow.http))
+        .saturating_sub(by_http(
+            flow.http,
+            shape_profile(shape).request_header_bytes,
+        ))
 }
 
-/// Response bytes after the handshake and the TLS overhead of every server record,
-/// headers included.
-fn response_payload_bytes(flow: &FlowBytes) -> u64 {
+/// Response bytes after the handshake, the TLS overhead of every server record and
+/// the response headers: the HTTP body with its transfer framing.
+pub fn response_body_bytes(shape: ApiShape, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_in.saturating_sub(SERVER_HANDSHAKE_BYTES);
-    let records = match flow.records_in {
-        Some(r) => r.saturating_sub(SERVER_HANDSHAKE_RECORDS),
-        None => after_handshake.div_ceil(16 * 1024).max(1),
-    };
-    after_handshake.saturating_sub(records * TLS_RECORD_OVERHEAD)
+    let records = flow
+        .records_in
+        .unwrap_or_else(|| after_handshake.div_ceil(16 * 1024).max(1) + 3);
+    after_handshake
+        .saturating_sub(records * TLS_RECORD_OVERHEAD)
+        .saturating_sub(by_http(
+            flow.http,
+            shape_profile(shape).response_header_bytes,
+        ))
 }
 
-/// Response body bytes (headers off).
-pub fn response_body_bytes(flow: &FlowBytes) -> u64 {
-    response_payload_bytes(flow).saturating_sub(response_header_bytes(flow.http))
-}
-
-/// Input tokens by the entry's request ratio.
+/// Input tokens: request body bytes over the entry's request ratio.
 pub fn input_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     tokens(
-        request_body_bytes(flow) as f64,
+        request_body_bytes(entry.api_shape, flow) as f64,
         entry.request_bytes_per_token,
     )
 }
 
-/// Output tokens by the entry's response ratio, as if the body were plain JSON.
+/// Output tokens of a plain JSON response: body bytes less the shape's JSON envelope,
+/// over the entry's response (text) ratio.
 pub fn output_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
-    tokens(
-        response_body_bytes(flow) as f64,
-        entry.response_bytes_per_token,
-    )
+    let text = response_body_bytes(entry.api_shape, flow)
+        .saturating_sub(shape_profile(entry.api_shape).plain_envelope_bytes);
+    tokens(text as f64, entry.response_bytes_per_token)
 }
 
-/// Server records that carry response content (handshake and framing records off).
-fn content_records(shape: ApiShape, flow: &FlowBytes) -> Option<u64> {
-    let profile = stream_profile(shape);
-    Some(
-        flow.records_in?
-            .saturating_sub(SERVER_HANDSHAKE_RECORDS)
-            .saturating_sub(profile.framing_records),
-    )
+/// Server records that carry answer text: all but the overhead and framing records.
+fn content_events(shape: ApiShape, flow: &FlowBytes) -> Option<u64> {
+    let overhead = by_http(
+        flow.http,
+        (SERVER_OVERHEAD_RECORDS_H1, SERVER_OVERHEAD_RECORDS_H2),
+    ) + shape_profile(shape).stream_framing_records;
+    Some(flow.records_in?.saturating_sub(overhead))
 }
 
-/// Output tokens by counting server records: content records × tokens per event.
-/// `None` when the source did not count records.
+/// Output tokens of a streamed response by counting records alone: content events ×
+/// the shape's tokens per event. `None` when the source did not count records.
 pub fn output_tokens_by_records(entry: &Entry, flow: &FlowBytes) -> Option<u64> {
-    let profile = stream_profile(entry.api_shape);
-    let events = content_records(entry.api_shape, flow)?;
-    Some(tokens(events as f64 * profile.tokens_per_event, 1.0))
+    let events = content_events(entry.api_shape, flow)?;
+    Some(tokens(
+        events as f64 * shape_profile(entry.api_shape).tokens_per_event,
+        1.0,
+    ))
 }
 
-/// Output tokens of a streamed response: the body bytes with each content event's
-/// envelope taken off, over the text ratio. Uses the record count for the number of
-/// events, so it holds whether an event carries one token or forty.
+/// Output tokens of a streamed response from records and bytes together: the body
+/// less the framing events and each content event's envelope and transfer framing,
+/// over the entry's text ratio. It holds whether an event carries one token or
+/// forty, where counting records alone cannot.
 pub fn output_tokens_streamed(entry: &Entry, flow: &FlowBytes) -> Option<u64> {
-    let profile = stream_profile(entry.api_shape);
-    let events = content_records(entry.api_shape, flow)?;
-    let body = response_body_bytes(flow) as f64;
-    let text = body - events as f64 * profile.event_envelope_bytes;
-    Some(tokens(text, profile.text_bytes_per_token).max(events))
+    let profile = shape_profile(entry.api_shape);
+    let events = content_events(entry.api_shape, flow)?;
+    let per_event = profile.event_envelope_bytes
+        + by_http(
+            flow.http,
+            (EVENT_TRANSFER_BYTES_H1, EVENT_TRANSFER_BYTES_H2),
+        );
+    let text = response_body_bytes(entry.api_shape, flow)
+        .saturating_sub(profile.stream_framing_bytes)
+        .saturating_sub(events.saturating_mul(per_event));
+    Some(tokens(text as f64, entry.response_bytes_per_token).max(events))
 }
 
-/// Whether the server's records look like a stream: many records, small on average.
-/// A plain JSON response fills records up to 16 KiB, so even a large one has few.
+/// Whether the server's records look like a stream: more records than a plain
+/// response has, and small on average (a plain body fills records up to 16 KiB).
 pub fn looks_streamed(flow: &FlowBytes) -> bool {
     let Some(records) = flow.records_in else {
         return false;
     };
-    let content = records.saturating_sub(SERVER_HANDSHAKE_RECORDS + 1);
-    if content < STREAM_MIN_RECORDS {
+    let plain = by_http(flow.http, (PLAIN_RECORDS_H1, PLAIN_RECORDS_H2));
+    if records < plain + STREAM_MIN_EXTRA_RECORDS {
         return false;
     }
-    response_payload_bytes(flow) / content < STREAM_MAX_MEAN_RECORD
+    let payload = flow.bytes_in.saturating_sub(SERVER_HANDSHAKE_BYTES);
+    payload / records < STREAM_MAX_MEAN_RECORD
 }
 
-/// A stream has at least this many records after the handshake and headers.
-pub const STREAM_MIN_RECORDS: u64 = 6;
+/// A stream has at least this many records more than a plain response ...
+pub const STREAM_MIN_EXTRA_RECORDS: u64 = 2;
 /// ... and its records average fewer bytes than this.
 pub const STREAM_MAX_MEAN_RECORD: u64 = 2_048;
 

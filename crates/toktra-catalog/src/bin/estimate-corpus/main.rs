@@ -1,0 +1,573 @@
+//! estimate-corpus: builds the token-estimation corpus, serves it over real TLS on
+//! loopback to curl (HTTP/1.1 and HTTP/2), captures it with tcpdump, and — once the
+//! capture has been read by `toktra pcap` — scores the estimators of toktra-catalog
+//! against the true token counts. Driven by scripts/bench-estimate.
+
+mod server;
+mod shapes;
+mod text;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use shapes::Shape;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use text::{Rng, Texts};
+use toktra_catalog::{Catalog, FlowBytes, HttpVersion};
+
+#[derive(Parser)]
+#[command(about = "Build, capture and score the token-estimation corpus")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate the corpus, serve it on 127.0.0.1 over TLS to curl and capture the
+    /// traffic with tcpdump. Writes DIR/corpus.pcap and DIR/truth.jsonl.
+    Capture {
+        #[arg(long)]
+        out: PathBuf,
+        /// Exchanges; cycles through 3 API shapes × streamed/plain × HTTP/1.1/HTTP/2.
+        #[arg(long, default_value_t = 120)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// curl processes at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Join `toktra pcap` output with the truth and report each estimator's error.
+    Evaluate {
+        #[arg(long)]
+        truth: PathBuf,
+        /// JSON lines from `toktra pcap` (sport, sni, alpn, bytes_out, bytes_in,
+        /// records_in).
+        #[arg(long)]
+        flows: PathBuf,
+        /// Also write the joined per-flow summaries (the committed CI sample's format).
+        #[arg(long)]
+        summary_out: Option<PathBuf>,
+        /// Print the measured overheads and ratios used to calibrate the constants.
+        #[arg(long)]
+        fit: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Truth {
+    item: usize,
+    shape: Shape,
+    streamed: bool,
+    http2: bool,
+    local_port: u16,
+    input_tokens: usize,
+    output_tokens: usize,
+    request_body_bytes: usize,
+    response_body_bytes: usize,
+    content_events: usize,
+    text_bytes: usize,
+    content_event_bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct PcapFlow {
+    ts: String,
+    sport: u16,
+    sni: Option<String>,
+    #[serde(default)]
+    alpn: Vec<String>,
+    bytes_out: u64,
+    bytes_in: u64,
+    records_in: Option<u64>,
+}
+
+/// One joined flow: what the agent sees and the truth. The CI sample is a list of these.
+#[derive(Serialize, Deserialize)]
+struct Summary {
+    shape: Shape,
+    host: String,
+    streamed: bool,
+    alpn: Vec<String>,
+    bytes_out: u64,
+    bytes_in: u64,
+    records_in: Option<u64>,
+    input_tokens: usize,
+    output_tokens: usize,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Capture {
+            out,
+            count,
+            seed,
+            parallel,
+        } => tokio::runtime::Runtime::new()?.block_on(capture(&out, count, seed, parallel)),
+        Cmd::Evaluate {
+            truth,
+            flows,
+            summary_out,
+            fit,
+        } => evaluate(&truth, &flows, summary_out.as_deref(), fit),
+    }
+}
+
+async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result<()> {
+    for tool in ["tcpdump", "curl"] {
+        which(tool)?;
+    }
+    std::fs::create_dir_all(out.join("bodies"))?;
+    let mut rng = Rng::new(seed);
+    let texts = Texts::load(400, &mut rng)?;
+    let mut items = Vec::with_capacity(count);
+    for i in 0..count {
+        let shape = Shape::ALL[i % 3];
+        let streamed = (i / 3) % 2 == 0;
+        items.push(shapes::exchange(&texts, &mut rng, shape, streamed));
+    }
+    for (i, x) in items.iter().enumerate() {
+        std::fs::write(out.join(format!("bodies/{i}.json")), &x.request_body)?;
+    }
+    let certs = server::certs()?;
+    let ca = out.join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let items = Arc::new(items);
+    tokio::spawn(server::serve(listener, certs, items.clone()));
+
+    let pcap = out.join("corpus.pcap");
+    let mut tcpdump = std::process::Command::new("tcpdump")
+        .args([
+            "-i",
+            "lo",
+            "--immediate-mode",
+            "-B",
+            "65536",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg(format!("tcp port {port}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting tcpdump (needs root or CAP_NET_RAW)")?;
+    let mut stderr = std::io::BufReader::new(tcpdump.stderr.take().context("tcpdump stderr")?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line)? == 0 {
+            bail!("tcpdump exited before listening");
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = Vec::new();
+    for (i, x) in items.iter().enumerate() {
+        let http2 = (i / 6) % 2 == 1;
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{local_port} %{http_code} %{http_version}",
+        ]);
+        cmd.arg(if http2 { "--http2" } else { "--http1.1" });
+        cmd.arg("--cacert").arg(&ca);
+        cmd.arg("--resolve")
+            .arg(format!("{}:{port}:127.0.0.1", x.shape.host()));
+        for (k, v) in &x.request_headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        cmd.arg("-H").arg(format!("{}: {i}", server::ITEM_HEADER));
+        cmd.arg("--data-binary").arg(format!(
+            "@{}",
+            out.join(format!("bodies/{i}.json")).display()
+        ));
+        cmd.arg(format!("https://{}:{port}{}", x.shape.host(), x.path));
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await?;
+            let o = cmd.output().await?;
+            let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+            if !o.status.success() {
+                bail!(
+                    "curl for item {i} failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            let mut parts = stdout.split_whitespace();
+            let local_port: u16 = parts.next().unwrap_or("").parse()?;
+            let code = parts.next().unwrap_or("");
+            let version = parts.next().unwrap_or("");
+            if code != "200" || version != if http2 { "2" } else { "1.1" } {
+                bail!("item {i}: HTTP {code} over HTTP/{version}");
+            }
+            Ok((i, http2, local_port))
+        }));
+    }
+    let mut truth = Vec::new();
+    for t in tasks {
+        let (i, http2, local_port) = t.await??;
+        let x = &items[i];
+        truth.push(Truth {
+            item: i,
+            shape: x.shape,
+            streamed: x.streamed,
+            http2,
+            local_port,
+            input_tokens: x.input_tokens,
+            output_tokens: x.output_tokens,
+            request_body_bytes: x.request_body.len(),
+            response_body_bytes: x.response_events.iter().map(Vec::len).sum(),
+            content_events: x.content_events,
+            text_bytes: x.text_bytes,
+            content_event_bytes: x.content_event_bytes,
+        });
+    }
+    // Let the last FINs reach the capture before stopping it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("could not stop tcpdump");
+    }
+    tcpdump.wait()?;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest)?;
+    for l in rest.lines().filter(|l| l.contains("dropped")) {
+        eprintln!("tcpdump: {l}");
+        if l.contains("dropped by kernel") && !l.starts_with("0 ") {
+            bail!("tcpdump dropped packets: {l}");
+        }
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("truth.jsonl"))?);
+    for t in &truth {
+        serde_json::to_writer(&mut f, t)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    eprintln!(
+        "captured {} exchanges on port {port} into {}",
+        truth.len(),
+        pcap.display()
+    );
+    Ok(())
+}
+
+fn which(tool: &str) -> Result<()> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()?
+        .success();
+    if !found {
+        bail!("{tool} is not installed (scripts/setup.d/15-estimate.sh installs it)");
+    }
+    Ok(())
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(n, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), n + 1))
+        })
+        .collect()
+}
+
+/// Absolute relative errors of one method.
+#[derive(Default)]
+struct Errors(Vec<f64>);
+
+impl Errors {
+    fn push(&mut self, est: u64, truth: usize) {
+        let t = truth.max(1) as f64;
+        self.0.push((est as f64 - t).abs() / t);
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v[i]
+    }
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<48} n={:<4} median {:>6.1} %   p90 {:>6.1} %",
+            self.0.len(),
+            self.quantile(0.5) * 100.0,
+            self.quantile(0.9) * 100.0
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// The flows of the corpus with their truth, as the agent would see them. Client ports
+/// get reused over a long run, so a flow is matched on port, SNI and offered ALPN,
+/// earliest first.
+fn join(truth: &[Truth], flows: Vec<PcapFlow>) -> Result<Vec<Summary>> {
+    let mut by_port: HashMap<u16, Vec<PcapFlow>> = HashMap::new();
+    let mut flows = flows;
+    flows.sort_by(|a, b| a.ts.cmp(&b.ts));
+    for f in flows {
+        by_port.entry(f.sport).or_default().push(f);
+    }
+    let mut out = Vec::new();
+    for t in truth {
+        let candidates = by_port.entry(t.local_port).or_default();
+        let pos = candidates.iter().position(|f| {
+            f.sni.as_deref() == Some(t.shape.host()) && f.alpn.iter().any(|a| a == "h2") == t.http2
+        });
+        let Some(pos) = pos else {
+            bail!(
+                "no flow from client port {} to {} (item {}) in toktra pcap output",
+                t.local_port,
+                t.shape.host(),
+                t.item
+            );
+        };
+        let f = candidates.remove(pos);
+        out.push(Summary {
+            shape: t.shape,
+            host: f.sni.unwrap_or_default(),
+            streamed: t.streamed,
+            alpn: f.alpn,
+            bytes_out: f.bytes_out,
+            bytes_in: f.bytes_in,
+            records_in: f.records_in,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+        });
+    }
+    Ok(out)
+}
+
+fn evaluate(
+    truth_path: &Path,
+    flows_path: &Path,
+    summary_out: Option<&Path>,
+    fit: bool,
+) -> Result<()> {
+    let truth: Vec<Truth> = read_lines(truth_path)?;
+    let flows: Vec<PcapFlow> = read_lines(flows_path)?;
+    let joined = join(&truth, flows)?;
+    if let Some(p) = summary_out {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
+        for s in &joined {
+            serde_json::to_writer(&mut f, s)?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()?;
+    }
+    let catalog = Catalog::embedded();
+    let mut input = Errors::default();
+    let mut out_bytes_plain = Errors::default();
+    let mut out_bytes_streamed = Errors::default();
+    let mut out_records = Errors::default();
+    let mut out_streamed = Errors::default();
+    let mut out_final = Errors::default();
+    let mut per_shape: HashMap<(Shape, bool), Errors> = HashMap::new();
+    let mut detect_wrong = 0;
+    for s in &joined {
+        let Some(entry) = catalog.lookup(&s.host) else {
+            bail!("{} is not in the catalog", s.host);
+        };
+        let flow = FlowBytes {
+            bytes_out: s.bytes_out,
+            bytes_in: s.bytes_in,
+            records_in: s.records_in,
+            http: HttpVersion::from_alpn(&s.alpn),
+        };
+        input.push(
+            toktra_catalog::input_tokens_by_bytes(entry, &flow),
+            s.input_tokens,
+        );
+        let by_bytes = toktra_catalog::output_tokens_by_bytes(entry, &flow);
+        let e = toktra_catalog::estimate(entry, &flow);
+        if e.streamed != s.streamed {
+            detect_wrong += 1;
+        }
+        out_final.push(e.est_output_tokens, s.output_tokens);
+        per_shape
+            .entry((s.shape, s.streamed))
+            .or_default()
+            .push(e.est_output_tokens, s.output_tokens);
+        if s.streamed {
+            out_bytes_streamed.push(by_bytes, s.output_tokens);
+            if let Some(r) = toktra_catalog::output_tokens_by_records(entry, &flow) {
+                out_records.push(r, s.output_tokens);
+            }
+            if let Some(r) = toktra_catalog::output_tokens_streamed(entry, &flow) {
+                out_streamed.push(r, s.output_tokens);
+            }
+        } else {
+            out_bytes_plain.push(by_bytes, s.output_tokens);
+        }
+    }
+    println!(
+        "token estimation on {} captured flows (absolute relative error):",
+        joined.len()
+    );
+    println!("{}", input.line("input, byte ratio"));
+    println!(
+        "{}",
+        out_bytes_plain.line("output, byte ratio, plain JSON responses")
+    );
+    println!(
+        "{}",
+        out_bytes_streamed.line("output, byte ratio, streamed responses")
+    );
+    println!(
+        "{}",
+        out_records.line("output, record count, streamed responses")
+    );
+    println!(
+        "{}",
+        out_streamed.line("output, records+bytes, streamed responses")
+    );
+    println!(
+        "{}",
+        out_final.line("output, estimate() as the agent applies it")
+    );
+    let mut keys: Vec<_> = per_shape.keys().copied().collect();
+    keys.sort_by_key(|(s, st)| (format!("{s:?}"), *st));
+    for k in keys {
+        let name = format!(
+            "  estimate(), {:?} {}",
+            k.0,
+            if k.1 { "streamed" } else { "plain" }
+        );
+        println!("{}", per_shape[&k].line(&name));
+    }
+    println!(
+        "streaming detected wrongly: {detect_wrong} of {}",
+        joined.len()
+    );
+    if fit {
+        print_fit(&truth, &joined);
+    }
+    Ok(())
+}
+
+/// The raw measurements behind the constants in src/estimate.rs.
+fn print_fit(truth: &[Truth], joined: &[Summary]) {
+    println!("\ncalibration (medians; rec = records_in):");
+    for shape in Shape::ALL {
+        for http2 in [false, true] {
+            let rows: Vec<_> = truth
+                .iter()
+                .zip(joined)
+                .filter(|(t, _)| t.shape == shape && t.http2 == http2)
+                .collect();
+            let req_over: Vec<f64> = rows
+                .iter()
+                .map(|(t, s)| s.bytes_out as f64 - t.request_body_bytes as f64)
+                .collect();
+            let plain: Vec<_> = rows.iter().filter(|(t, _)| !t.streamed).collect();
+            let plain_over: Vec<f64> = plain
+                .iter()
+                .map(|(t, s)| {
+                    s.bytes_in as f64
+                        - t.response_body_bytes as f64
+                        - 22.0 * s.records_in.unwrap_or(0) as f64
+                })
+                .collect();
+            let plain_rec: Vec<f64> = plain
+                .iter()
+                .map(|(_, s)| s.records_in.unwrap_or(0) as f64)
+                .collect();
+            let st: Vec<_> = rows.iter().filter(|(t, _)| t.streamed).collect();
+            let st_rec: Vec<f64> = st
+                .iter()
+                .map(|(t, s)| s.records_in.unwrap_or(0) as f64 - t.content_events as f64)
+                .collect();
+            // Everything but the content events' own bytes and their TLS overhead.
+            let st_over: Vec<f64> = st
+                .iter()
+                .map(|(t, s)| {
+                    s.bytes_in as f64
+                        - t.content_event_bytes as f64
+                        - 22.0 * s.records_in.unwrap_or(0) as f64
+                })
+                .collect();
+            let st_framing: Vec<f64> = st
+                .iter()
+                .map(|(t, _)| (t.response_body_bytes - t.content_event_bytes) as f64)
+                .collect();
+            let envelope: Vec<f64> = st
+                .iter()
+                .map(|(t, _)| {
+                    (t.content_event_bytes - t.text_bytes) as f64 / t.content_events.max(1) as f64
+                })
+                .collect();
+            println!(
+                "  {shape:?} h2={http2}: out-body {:.0} | plain: in-body-22rec {:.0}, rec {:.0} | \
+                 streamed: rec-events {:.1}, in-content-22rec {:.0} (framing body bytes {:.0}), \
+                 envelope/event {:.1}",
+                median(req_over),
+                median(plain_over),
+                median(plain_rec),
+                median(st_rec),
+                median(st_over),
+                median(st_framing),
+                median(envelope)
+            );
+        }
+    }
+    for shape in Shape::ALL {
+        let rows: Vec<_> = truth.iter().filter(|t| t.shape == shape).collect();
+        let req: Vec<f64> = rows
+            .iter()
+            .map(|t| t.request_body_bytes as f64 / t.input_tokens.max(1) as f64)
+            .collect();
+        let plain_env: Vec<f64> = rows
+            .iter()
+            .filter(|t| !t.streamed)
+            .map(|t| (t.response_body_bytes - t.text_bytes) as f64)
+            .collect();
+        let tpe: Vec<f64> = rows
+            .iter()
+            .filter(|t| t.streamed)
+            .map(|t| t.output_tokens as f64 / t.content_events.max(1) as f64)
+            .collect();
+        let tb: Vec<f64> = rows
+            .iter()
+            .map(|t| t.text_bytes as f64 / t.output_tokens.max(1) as f64)
+            .collect();
+        println!(
+            "  {shape:?}: request body bytes/token {:.2}; plain JSON envelope {:.0}; \
+             tokens/event {:.2}; text bytes/token {:.2}",
+            median(req),
+            median(plain_env),
+            median(tpe),
+            median(tb)
+        );
+    }
+}
