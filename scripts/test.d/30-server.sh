@@ -289,6 +289,20 @@ CNF
   fi
 
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+
+  if [ "$backend" = sqlite ]; then
+    # The same data directory again, admin face over TLS: the CA and the data persist.
+    "$TOKTRA" server --data "$dir/data" --agent-listen "127.0.0.1:$AGENT_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+      --admin-tls --log warn >"$dir/server2.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do curl -sf --cacert "$CA" "https://localhost:$ADMIN_PORT/healthz" >/dev/null && break; sleep 0.1; done
+    [ "$(curl -sf --cacert "$CA" -H "Authorization: Bearer $KEY" "https://localhost:$ADMIN_PORT/v1/usage?org_id=$ORG&period=monthly" | json 'd["total_count"]')" = 1 ] \
+      || fail "admin over TLS after restart"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz" || true)
+    [ "$code" != 200 ] || fail "plain HTTP answered on the TLS admin face"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+    pass "$backend: restart keeps CA and data; --admin-tls serves the admin API over TLS only"
+  fi
   cd "$ROOT"
 }
 
