@@ -260,7 +260,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
 
     let pipe_task = tokio::spawn(pipe::serve(Arc::new(PipeHandler(shared.clone())), shutdown.clone()));
     let (flows_tx, flows_rx) = tokio::sync::mpsc::channel(4096);
-    let capture_status = Arc::new(Mutex::new(Some("driver not present".to_owned())));
+    let capture_status = Arc::new(Mutex::new(Some("probing for the capture driver".to_owned())));
     let poller = tokio::spawn(crate::driver::poll(
         shared.clone(),
         flows_tx,
