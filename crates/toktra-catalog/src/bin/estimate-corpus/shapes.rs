@@ -570,12 +570,7 @@ fn gemini(
         ));
     }
     let content_event_bytes = if streamed {
-        events
-            .iter()
-            .skip(0)
-            .take(content_events)
-            .map(Vec::len)
-            .sum()
+        events.iter().take(content_events).map(Vec::len).sum()
     } else {
         events.iter().map(Vec::len).sum()
     };
