@@ -79,7 +79,10 @@ mod tests {
         assert_eq!(BudgetState::for_usage(99, 100), BudgetState::Warning);
         assert_eq!(BudgetState::for_usage(100, 100), BudgetState::Exceeded);
         assert_eq!(BudgetState::for_usage(0, 0), BudgetState::Exceeded);
-        assert_eq!(BudgetState::for_usage(u64::MAX, u64::MAX - 1), BudgetState::Exceeded);
+        assert_eq!(
+            BudgetState::for_usage(u64::MAX, u64::MAX - 1),
+            BudgetState::Exceeded
+        );
         let s = serde_json::to_string(&BudgetState::Exceeded).unwrap();
         assert_eq!(s, "\"exceeded\"");
     }

@@ -58,7 +58,14 @@ pub const ENROLL_TOKEN: Key = Key {
     msi: "ENROLL_TOKEN",
 };
 
-pub const ALL_KEYS: [Key; 6] = [INGEST_URL, ORG_ID, DEVICE_ID, CERT_SUBJECT, LOG_LEVEL, ENROLL_TOKEN];
+pub const ALL_KEYS: [Key; 6] = [
+    INGEST_URL,
+    ORG_ID,
+    DEVICE_ID,
+    CERT_SUBJECT,
+    LOG_LEVEL,
+    ENROLL_TOKEN,
+];
 
 /// LogLevel as stored: 0=Error, 1=Warn, 2=Info, 3=Debug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]

@@ -212,15 +212,24 @@ impl FlowEvent {
         if self.duration_ms > MAX_DURATION_MS {
             return Err(bad(
                 "duration_ms",
-                format!("{} exceeds the maximum of {MAX_DURATION_MS}", self.duration_ms),
+                format!(
+                    "{} exceeds the maximum of {MAX_DURATION_MS}",
+                    self.duration_ms
+                ),
             ));
         }
         if let Some(sni) = &self.sni {
             if sni.is_empty() || sni.len() > MAX_HOSTNAME {
-                return Err(bad("sni", format!("must be 1 to {MAX_HOSTNAME} bytes long")));
+                return Err(bad(
+                    "sni",
+                    format!("must be 1 to {MAX_HOSTNAME} bytes long"),
+                ));
             }
             if sni.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(bad("sni", "contains whitespace or control characters".into()));
+                return Err(bad(
+                    "sni",
+                    "contains whitespace or control characters".into(),
+                ));
             }
         }
         if self.alpn.len() > MAX_ALPN_IDS {
@@ -237,8 +246,14 @@ impl FlowEvent {
             ("user", self.user.as_deref()),
             ("endpoint", self.endpoint.as_deref()),
             ("source_domain", self.source_domain.as_deref()),
-            ("process.name", self.process.as_ref().map(|p| p.name.as_str())),
-            ("process.path", self.process.as_ref().and_then(|p| p.path.as_deref())),
+            (
+                "process.name",
+                self.process.as_ref().map(|p| p.name.as_str()),
+            ),
+            (
+                "process.path",
+                self.process.as_ref().and_then(|p| p.path.as_deref()),
+            ),
         ];
         for (field, value) in texts {
             if value.is_some_and(|v| v.len() > MAX_TEXT) {
@@ -329,10 +344,29 @@ mod tests {
         let e = sample();
         let v = serde_json::to_value(&e).unwrap();
         for key in [
-            "event_id", "source", "started_at", "duration_ms", "transport", "sni", "alpn",
-            "ja4", "provider", "product", "category", "bytes_out", "bytes_in", "records_in",
-            "est_input_tokens", "est_output_tokens", "user", "process", "dst_ip", "dst_port",
-            "endpoint", "source_domain", "streaming",
+            "event_id",
+            "source",
+            "started_at",
+            "duration_ms",
+            "transport",
+            "sni",
+            "alpn",
+            "ja4",
+            "provider",
+            "product",
+            "category",
+            "bytes_out",
+            "bytes_in",
+            "records_in",
+            "est_input_tokens",
+            "est_output_tokens",
+            "user",
+            "process",
+            "dst_ip",
+            "dst_port",
+            "endpoint",
+            "source_domain",
+            "streaming",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -348,7 +382,9 @@ mod tests {
         v["from_the_future"] = serde_json::json!(1);
         assert!(serde_json::from_value::<FlowEvent>(v.clone()).is_ok());
         v.as_object_mut().unwrap().remove("bytes_out");
-        let err = serde_json::from_value::<FlowEvent>(v).unwrap_err().to_string();
+        let err = serde_json::from_value::<FlowEvent>(v)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bytes_out"), "{err}");
     }
 
@@ -363,7 +399,10 @@ mod tests {
         e.started_at = now() + Duration::hours(1);
         assert!(matches!(
             e.validate(0, now()),
-            Err(ValidationError::Event { field: "started_at", .. })
+            Err(ValidationError::Event {
+                field: "started_at",
+                ..
+            })
         ));
 
         let mut e = sample();
