@@ -338,7 +338,7 @@ impl<'a> ClientHello<'a> {
         if r.is_empty() {
             return Ok(hello);
         }
-        let mut exts = r.vec(2, "extensions")?;
+        let exts = r.vec(2, "extensions")?;
         if !r.is_empty() {
             return Err(Error::TrailingBytes {
                 field: "ClientHello",
@@ -347,14 +347,33 @@ impl<'a> ClientHello<'a> {
             });
         }
         let raw = exts.rest();
+        let raw_at = exts.offset();
+        // Offsets are worked out only for the few extensions that are looked into
+        // (and for errors): this loop runs for every extension of every hello.
+        let offset_of = |tail: &[u8]| raw_at.saturating_add(raw.len().saturating_sub(tail.len()));
+        let mut rest = raw;
         let mut count = 0usize;
-        while !exts.is_empty() {
+        while !rest.is_empty() {
             count = count.saturating_add(1);
-            let at = exts.offset();
-            let extension_type = exts.u16()?;
-            let data_reader = exts.vec(2, "extension_data")?;
-            let base = data_reader.offset();
-            let data = data_reader.rest();
+            let Some((&[t0, t1, l0, l1], tail)) = rest.split_first_chunk::<4>() else {
+                return Err(Error::Truncated {
+                    needed: 4usize.saturating_sub(rest.len()),
+                    at: offset_of(rest),
+                });
+            };
+            let extension_type = u16::from_be_bytes([t0, t1]);
+            let len = usize::from(u16::from_be_bytes([l0, l1]));
+            let Some((data, after)) = tail.split_at_checked(len) else {
+                return Err(Error::BadLength {
+                    field: "extension_data",
+                    at: offset_of(rest).saturating_add(2),
+                    length: len,
+                    available: tail.len(),
+                });
+            };
+            let at = offset_of(rest);
+            rest = after;
+            let base = at.saturating_add(4);
             let dup = || Error::DuplicateExtension { extension_type, at };
             match extension_type {
                 ext::SERVER_NAME => {
