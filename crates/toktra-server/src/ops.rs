@@ -19,7 +19,7 @@ pub enum AdminError {
 }
 
 /// A token or key shown once: only its hash is stored.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Give this to the device (EnrollToken).
     pub token: String,
@@ -27,7 +27,7 @@ pub struct CreatedToken {
     pub info: EnrollmentToken,
 }
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
     /// The Bearer key for the admin API.
     pub key: String,

@@ -1,24 +1,55 @@
 //! `toktra admin`: organizations, enrollment tokens, API keys, devices, budgets,
-//! departments, users and usage, against a server's data directory or PostgreSQL.
+//! departments, users and usage, against a server's data directory or PostgreSQL
+//! ([`Backend::Local`]) or a running server's admin API ([`Backend::Remote`]).
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde::Serialize;
-use std::path::PathBuf;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use toktra_server::Admin;
-use toktra_server::admin_api::{UsageParams, query_usage};
-use toktra_server::store::{Budget, User};
+use toktra_server::admin_api::{BudgetStatusItem, UsagePage, UsageParams, query_usage};
+use toktra_server::ops::{CreatedApiKey, CreatedToken};
+use toktra_server::store::{ApiKeyInfo, Budget, Device, EnrollmentToken, Org, User};
 
-/// Administer a Toktra server's store. Creating commands print the new id, token or
-/// key alone on stdout (scriptable); --json prints structured output everywhere.
+/// Administer a Toktra server. Creating commands print the new id, token or key alone
+/// on stdout (scriptable); --json prints structured output everywhere.
 ///
-/// The store is the SQLite database under --data (the same DIR as `toktra server
-/// --data`; safe while the server runs) or PostgreSQL with --database-url.
+/// Two ways to reach the server: its store directly — the SQLite database under
+/// --data (the same DIR as `toktra server --data`; safe while the server runs) or
+/// PostgreSQL with --database-url — or, with --server URL --api-key KEY, a running
+/// server's admin API over HTTP(S) (the first API key has to be created with --data).
+/// Errors the server returns are shown with their HTTP status and message.
+///
+/// Examples:
+///   toktra admin --data /var/lib/toktra api-key create
+///   toktra admin --server http://127.0.0.1:8080 --api-key KEY org create "Acme"
+///   TOKTRA_SERVER=https://admin.example:8080 TOKTRA_API_KEY=KEY \
+///     toktra admin --ca-file root.pem token create --org ORG_ID
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server's data directory.
+    /// A running server's admin API, e.g. http://127.0.0.1:8080 (the address of
+    /// `toktra server --admin-listen`; https when it runs with --admin-tls). With it,
+    /// --data and --database-url are not used.
+    #[arg(long, value_name = "URL", env = "TOKTRA_SERVER", global = true)]
+    server: Option<String>,
+    /// The API key for --server (sent as a Bearer token).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "TOKTRA_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    api_key: Option<String>,
+    /// PEM file of a CA to trust for an https --server besides the public web roots,
+    /// e.g. the server's own root: DIR/ca/root.pem.
+    #[arg(long, value_name = "PEM", global = true)]
+    ca_file: Option<PathBuf>,
+    /// The server's data directory (without --server).
     #[arg(
         long,
         value_name = "DIR",
@@ -27,7 +58,7 @@ pub struct Args {
         global = true
     )]
     data: PathBuf,
-    /// PostgreSQL instead of the SQLite database under --data.
+    /// PostgreSQL instead of the SQLite database under --data (without --server).
     #[arg(long, value_name = "URL", env = "TOKTRA_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Print JSON instead of text.
@@ -72,6 +103,7 @@ enum DashboardUserCmd {
     /// Create a dashboard administrator of one organization; prints the new id. The
     /// password (12 characters at least) is read from standard input, so it never
     /// shows in the process list or shell history; it is stored as an argon2id hash.
+    /// Needs --data or --database-url: the admin API has no endpoint for it.
     Create {
         /// The organization whose dashboard the administrator sees.
         #[arg(long, value_name = "ORG_ID")]
@@ -117,7 +149,13 @@ enum TokenCmd {
         org: String,
     },
     /// Revoke a token by id.
-    Revoke { id: String },
+    Revoke {
+        id: String,
+        /// The token's organization (with --server, saves searching every
+        /// organization's tokens for the id).
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,27 +318,485 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("-")
 }
 
+/// Where the operations go: one code path per operation, two transports.
+enum Backend {
+    /// The store itself (SQLite under --data, or PostgreSQL).
+    Local(Admin),
+    /// A running server's admin API.
+    Remote(Remote),
+}
+
+/// A client of the admin API (`toktra_server::admin_api`).
+struct Remote {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    api_key: String,
+}
+
+/// The error body of the admin API.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    message: Option<String>,
+}
+
+impl Remote {
+    fn new(server: &str, api_key: String, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let base = reqwest::Url::parse(server)
+            .with_context(|| format!("--server {server:?}: expected http(s)://HOST:PORT"))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+            bail!("--server {server:?}: expected http(s)://HOST:PORT");
+        }
+        if api_key.trim().is_empty() {
+            bail!("--api-key is empty");
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-file {}", path.display()))?;
+            let mut n = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert =
+                    cert.with_context(|| format!("--ca-file {}: bad PEM", path.display()))?;
+                roots.add(cert).with_context(|| {
+                    format!("--ca-file {}: not a CA certificate", path.display())
+                })?;
+                n += 1;
+            }
+            if n == 0 {
+                bail!("--ca-file {}: no CERTIFICATE in it", path.display());
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("TLS configuration")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(concat!("toktra-admin/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            http,
+            base,
+            api_key,
+        })
+    }
+
+    /// `base` + path segments, each percent-encoded (ids and department names may hold
+    /// anything).
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut u = self.base.clone();
+        u.set_query(None);
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.pop_if_empty().extend(segments);
+        }
+        u
+    }
+
+    fn request(&self, method: reqwest::Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(segments))
+            .bearer_auth(&self.api_key)
+    }
+
+    /// Sends, and turns a non-2xx answer into "HTTP <status>: <message>".
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("connecting to the server at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let url = resp.url().path().to_string();
+        let text = resp.text().await.unwrap_or_default();
+        let detail = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(ErrorBody {
+                message: Some(m), ..
+            }) => m,
+            Ok(ErrorBody { error: Some(e), .. }) => e,
+            _ if text.trim().is_empty() => "(no message)".to_string(),
+            _ => text.trim().chars().take(500).collect(),
+        };
+        bail!("the server answered HTTP {status} to {url}: {detail}")
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = self.send(req).await?;
+        let url = resp.url().path().to_string();
+        resp.json()
+            .await
+            .with_context(|| format!("reading the server's answer to {url}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> anyhow::Result<T> {
+        self.json(self.request(reqwest::Method::GET, segments))
+            .await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.json(self.request(reqwest::Method::POST, segments).json(body))
+            .await
+    }
+
+    async fn post_empty(&self, segments: &[&str]) -> anyhow::Result<()> {
+        self.send(self.request(reqwest::Method::POST, segments))
+            .await
+            .map(drop)
+    }
+}
+
+impl Backend {
+    async fn create_org(&self, name: &str, cert_subject: &str) -> anyhow::Result<Org> {
+        match self {
+            Backend::Local(a) => Ok(a.create_org(name, Some(cert_subject)).await?),
+            Backend::Remote(r) => {
+                r.post(
+                    &["v1", "orgs"],
+                    &serde_json::json!({"name": name, "cert_subject": cert_subject}),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_orgs(&self) -> anyhow::Result<Vec<Org>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_orgs().await?),
+            Backend::Remote(r) => r.get(&["v1", "orgs"]).await,
+        }
+    }
+
+    async fn create_token(
+        &self,
+        org: &str,
+        expires_at: Option<DateTime<Utc>>,
+        max_uses: Option<i64>,
+    ) -> anyhow::Result<CreatedToken> {
+        match self {
+            Backend::Local(a) => Ok(a.create_enrollment_token(org, expires_at, max_uses).await?),
+            Backend::Remote(r) => {
+                r.post(
+                    &["v1", "orgs", org, "enrollment-tokens"],
+                    &serde_json::json!({"expires_at": expires_at, "max_uses": max_uses}),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_tokens(&self, org: &str) -> anyhow::Result<Vec<EnrollmentToken>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_enrollment_tokens(org).await?),
+            Backend::Remote(r) => r.get(&["v1", "orgs", org, "enrollment-tokens"]).await,
+        }
+    }
+
+    async fn revoke_token(&self, id: &str, org: Option<&str>) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(a) => Ok(a.store().revoke_enrollment_token(id).await?),
+            Backend::Remote(r) => {
+                // The API revokes under an organization; without --org, find the owner.
+                let org = match org {
+                    Some(o) => o.to_string(),
+                    None => {
+                        let mut owner = None;
+                        for o in self.list_orgs().await? {
+                            if self.list_tokens(&o.id).await?.iter().any(|t| t.id == id) {
+                                owner = Some(o.id);
+                                break;
+                            }
+                        }
+                        owner.with_context(|| {
+                            format!("enrollment token {id} not found in any organization")
+                        })?
+                    }
+                };
+                r.post_empty(&["v1", "orgs", &org, "enrollment-tokens", id, "revoke"])
+                    .await
+            }
+        }
+    }
+
+    async fn create_api_key(&self, name: &str) -> anyhow::Result<CreatedApiKey> {
+        match self {
+            Backend::Local(a) => Ok(a.create_api_key(name).await?),
+            Backend::Remote(r) => {
+                r.post(&["v1", "api-keys"], &serde_json::json!({"name": name}))
+                    .await
+            }
+        }
+    }
+
+    async fn list_api_keys(&self) -> anyhow::Result<Vec<ApiKeyInfo>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_api_keys().await?),
+            Backend::Remote(r) => r.get(&["v1", "api-keys"]).await,
+        }
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(a) => Ok(a.store().revoke_api_key(id).await?),
+            Backend::Remote(r) => r.post_empty(&["v1", "api-keys", id, "revoke"]).await,
+        }
+    }
+
+    async fn list_devices(&self, org: Option<&str>) -> anyhow::Result<Vec<Device>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_devices(org).await?),
+            Backend::Remote(r) => {
+                // The API lists per organization; "all" is every organization's list.
+                let orgs = match org {
+                    Some(o) => vec![o.to_string()],
+                    None => self.list_orgs().await?.into_iter().map(|o| o.id).collect(),
+                };
+                let mut all = Vec::new();
+                for o in orgs {
+                    let v: Vec<Device> = r.get(&["v1", "orgs", &o, "devices"]).await?;
+                    all.extend(v);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    async fn set_device_locked(
+        &self,
+        org: &str,
+        device: &str,
+        locked: bool,
+    ) -> anyhow::Result<Device> {
+        match self {
+            Backend::Local(a) => Ok(a.set_device_locked(org, device, locked).await?),
+            Backend::Remote(r) => {
+                let action = if locked { "lock" } else { "unlock" };
+                r.post(
+                    &["v1", "orgs", org, "devices", device, action],
+                    &serde_json::json!({}),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn set_budget(&self, b: &Budget) -> anyhow::Result<Budget> {
+        match self {
+            Backend::Local(a) => {
+                a.set_budget(b).await?;
+                Ok(b.clone())
+            }
+            Backend::Remote(r) => {
+                let body = serde_json::json!({
+                    "department": b.department,
+                    "monthly_tokens": b.monthly_tokens,
+                    "hard_cap": b.hard_cap,
+                    "rollover": b.rollover,
+                });
+                r.json(
+                    r.request(reqwest::Method::PUT, &["v1", "orgs", &b.org_id, "budgets"])
+                        .json(&body),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_budgets(&self, org: &str) -> anyhow::Result<Vec<Budget>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_budgets(org).await?),
+            Backend::Remote(r) => r.get(&["v1", "orgs", org, "budgets"]).await,
+        }
+    }
+
+    async fn budget_status(&self, org: &str) -> anyhow::Result<Vec<BudgetStatusItem>> {
+        match self {
+            Backend::Local(a) => {
+                let v =
+                    toktra_server::budget::org_status(a.store().as_ref(), org, Utc::now()).await?;
+                // The same shape the API returns, so --json is one contract.
+                Ok(v.into_iter()
+                    .map(|e| BudgetStatusItem {
+                        department: e.department,
+                        period: e.period,
+                        limit: e.limit,
+                        used: e.used,
+                        remaining: e.remaining,
+                        state: serde_json::to_value(e.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        hard_cap: e.hard_cap,
+                        threshold_pct: e.threshold_pct,
+                    })
+                    .collect())
+            }
+            Backend::Remote(r) => r.get(&["v1", "orgs", org, "budgets", "status"]).await,
+        }
+    }
+
+    async fn delete_budget(&self, org: &str, department: Option<&str>) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(a) => Ok(a.store().delete_budget(org, department).await?),
+            Backend::Remote(r) => {
+                let path: Vec<&str> = match department {
+                    None => vec!["v1", "orgs", org, "budgets", "organization"],
+                    Some(d) => vec!["v1", "orgs", org, "budgets", "departments", d],
+                };
+                r.send(r.request(reqwest::Method::DELETE, &path))
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn create_department(&self, org: &str, name: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(a) => {
+                a.store()
+                    .get_org(org)
+                    .await?
+                    .with_context(|| format!("organization {org} not found"))?;
+                Ok(a.store().create_department(org, name).await?)
+            }
+            Backend::Remote(r) => r
+                .post::<serde_json::Value>(
+                    &["v1", "orgs", org, "departments"],
+                    &serde_json::json!({"name": name}),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    async fn list_departments(&self, org: &str) -> anyhow::Result<Vec<String>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_departments(org).await?),
+            Backend::Remote(r) => {
+                let v: Vec<toktra_server::admin_api::Department> =
+                    r.get(&["v1", "orgs", org, "departments"]).await?;
+                Ok(v.into_iter().map(|d| d.name).collect())
+            }
+        }
+    }
+
+    async fn set_user(&self, u: &User) -> anyhow::Result<User> {
+        match self {
+            Backend::Local(a) => {
+                a.set_user(u).await?;
+                Ok(u.clone())
+            }
+            Backend::Remote(r) => {
+                r.post(
+                    &["v1", "orgs", &u.org_id, "users"],
+                    &serde_json::json!({
+                        "user_id": u.user_id,
+                        "email": u.email,
+                        "department": u.department,
+                    }),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_users(&self, org: &str) -> anyhow::Result<Vec<User>> {
+        match self {
+            Backend::Local(a) => Ok(a.store().list_users(org).await?),
+            Backend::Remote(r) => r.get(&["v1", "orgs", org, "users"]).await,
+        }
+    }
+
+    async fn import_users(&self, org: &str, csv: String) -> anyhow::Result<usize> {
+        match self {
+            Backend::Local(a) => Ok(a.import_users_csv(org, &csv).await?),
+            Backend::Remote(r) => {
+                let v: toktra_server::admin_api::ImportResult = r
+                    .json(
+                        r.request(
+                            reqwest::Method::POST,
+                            &["v1", "orgs", org, "users", "import"],
+                        )
+                        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+                        .body(csv),
+                    )
+                    .await?;
+                Ok(v.imported)
+            }
+        }
+    }
+
+    async fn usage(&self, p: UsageParams) -> anyhow::Result<UsagePage> {
+        match self {
+            Backend::Local(a) => query_usage(a.store().as_ref(), p)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message)),
+            Backend::Remote(r) => {
+                let q: Vec<(&str, String)> = [
+                    ("period", p.period),
+                    ("start_date", p.start_date),
+                    ("end_date", p.end_date),
+                    ("user_id", p.user_id),
+                    ("provider", p.provider),
+                    ("model", p.model),
+                    ("department", p.department),
+                    ("org_id", p.org_id),
+                    ("cursor", p.cursor),
+                    ("limit", p.limit),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+                r.json(r.request(reqwest::Method::GET, &["v1", "usage"]).query(&q))
+                    .await
+            }
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(run_async(args))
 }
 
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
-    let admin = Admin::open(&args.data, args.database_url.as_deref())
-        .await
-        .with_context(|| match &args.database_url {
-            Some(_) => "opening the PostgreSQL store".to_string(),
-            None => format!("opening the store under {}", args.data.display()),
-        })?;
-    let store = admin.store().clone();
+    let backend = match &args.server {
+        Some(server) => {
+            let key = args.api_key.clone().with_context(|| {
+                "--server needs --api-key KEY (or TOKTRA_API_KEY); create the first key \
+                 on the server's machine with `toktra admin --data DIR api-key create`"
+            })?;
+            Backend::Remote(Remote::new(server, key, args.ca_file.as_deref())?)
+        }
+        None => Backend::Local(
+            Admin::open(&args.data, args.database_url.as_deref())
+                .await
+                .with_context(|| match &args.database_url {
+                    Some(_) => "opening the PostgreSQL store".to_string(),
+                    None => format!("opening the store under {}", args.data.display()),
+                })?,
+        ),
+    };
     let json = args.json;
     match args.command {
         Cmd::Org(OrgCmd::Create { name, cert_subject }) => {
-            let org = admin.create_org(&name, Some(&cert_subject)).await?;
+            let org = backend.create_org(&name, &cert_subject).await?;
             print(json, &org, |o| o.id.clone())?;
         }
         Cmd::Org(OrgCmd::List) => {
-            let orgs = store.list_orgs().await?;
+            let orgs = backend.list_orgs().await?;
             print(json, &orgs, |v| {
                 v.iter()
                     .map(|o| format!("{}\t{}\t{}", o.id, o.name, o.cert_subject))
@@ -315,13 +811,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }) => {
             let expires_at: Option<DateTime<Utc>> =
                 expires_in.map(|h| Utc::now() + chrono::Duration::hours(h));
-            let t = admin
-                .create_enrollment_token(&org, expires_at, max_uses)
-                .await?;
+            let t = backend.create_token(&org, expires_at, max_uses).await?;
             print(json, &t, |t| t.token.clone())?;
         }
         Cmd::Token(TokenCmd::List { org }) => {
-            let v = store.list_enrollment_tokens(&org).await?;
+            let v = backend.list_tokens(&org).await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|t| {
@@ -342,16 +836,16 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                     .join("\n")
             })?;
         }
-        Cmd::Token(TokenCmd::Revoke { id }) => {
-            store.revoke_enrollment_token(&id).await?;
+        Cmd::Token(TokenCmd::Revoke { id, org }) => {
+            backend.revoke_token(&id, org.as_deref()).await?;
             print(json, &serde_json::json!({"revoked": id}), |_| String::new())?;
         }
         Cmd::ApiKey(ApiKeyCmd::Create { name }) => {
-            let k = admin.create_api_key(&name).await?;
+            let k = backend.create_api_key(&name).await?;
             print(json, &k, |k| k.key.clone())?;
         }
         Cmd::ApiKey(ApiKeyCmd::List) => {
-            let v = store.list_api_keys().await?;
+            let v = backend.list_api_keys().await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|k| {
@@ -367,11 +861,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::ApiKey(ApiKeyCmd::Revoke { id }) => {
-            store.revoke_api_key(&id).await?;
+            backend.revoke_api_key(&id).await?;
             print(json, &serde_json::json!({"revoked": id}), |_| String::new())?;
         }
         Cmd::Device(DeviceCmd::List { org }) => {
-            let v = store.list_devices(org.as_deref()).await?;
+            let v = backend.list_devices(org.as_deref()).await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|d| {
@@ -392,11 +886,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::Device(DeviceCmd::Lock { org, device }) => {
-            let d = admin.set_device_locked(&org, &device, true).await?;
+            let d = backend.set_device_locked(&org, &device, true).await?;
             print(json, &d, |d| format!("{} {}", d.id, d.status.as_str()))?;
         }
         Cmd::Device(DeviceCmd::Unlock { org, device }) => {
-            let d = admin.set_device_locked(&org, &device, false).await?;
+            let d = backend.set_device_locked(&org, &device, false).await?;
             print(json, &d, |d| format!("{} {}", d.id, d.status.as_str()))?;
         }
         Cmd::Budget(BudgetCmd::Set {
@@ -413,11 +907,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 hard_cap,
                 rollover,
             };
-            admin.set_budget(&b).await?;
+            let b = backend.set_budget(&b).await?;
             print(json, &b, |_| String::new())?;
         }
         Cmd::Budget(BudgetCmd::List { org }) => {
-            let v = store.list_budgets(&org).await?;
+            let v = backend.list_budgets(&org).await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|b| {
@@ -438,12 +932,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::Budget(BudgetCmd::Status { org }) => {
-            let v = toktra_server::budget::org_status(store.as_ref(), &org, Utc::now()).await?;
+            let v = backend.budget_status(&org).await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|e| {
                         format!(
-                            "{}\t{}\tused={}\tlimit={}\t{:?}",
+                            "{}\t{}\tused={}\tlimit={}\t{}",
                             e.department.as_deref().unwrap_or("(organization)"),
                             e.period,
                             e.used,
@@ -456,21 +950,17 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             })?;
         }
         Cmd::Budget(BudgetCmd::Delete { org, department }) => {
-            store.delete_budget(&org, department.as_deref()).await?;
+            backend.delete_budget(&org, department.as_deref()).await?;
             print(json, &serde_json::json!({"deleted": true}), |_| {
                 String::new()
             })?;
         }
         Cmd::Department(DepartmentCmd::Create { org, name }) => {
-            store
-                .get_org(&org)
-                .await?
-                .with_context(|| format!("organization {org} not found"))?;
-            store.create_department(&org, &name).await?;
+            backend.create_department(&org, &name).await?;
             print(json, &serde_json::json!({"name": name}), |_| String::new())?;
         }
         Cmd::Department(DepartmentCmd::List { org }) => {
-            let v = store.list_departments(&org).await?;
+            let v = backend.list_departments(&org).await?;
             print(json, &v, |v| v.join("\n"))?;
         }
         Cmd::User(UserCmd::Set {
@@ -485,11 +975,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 email,
                 department,
             };
-            admin.set_user(&u).await?;
+            let u = backend.set_user(&u).await?;
             print(json, &u, |_| String::new())?;
         }
         Cmd::User(UserCmd::List { org }) => {
-            let v = store.list_users(&org).await?;
+            let v = backend.list_users(&org).await?;
             print(json, &v, |v| {
                 v.iter()
                     .map(|u| format!("{}\t{}\t{}", u.user_id, opt(&u.email), opt(&u.department)))
@@ -500,7 +990,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::User(UserCmd::Import { org, file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let n = admin.import_users_csv(&org, &text).await?;
+            let n = backend.import_users(&org, text).await?;
             print(json, &serde_json::json!({"imported": n}), |_| n.to_string())?;
         }
         Cmd::DashboardUser(DashboardUserCmd::Create {
@@ -508,6 +998,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             email,
             password_stdin: _,
         }) => {
+            let Backend::Local(admin) = &backend else {
+                bail!(
+                    "dashboard-user create needs --data DIR (or --database-url): the admin \
+                     API has no endpoint for it, so run it on the server's machine"
+                );
+            };
+            let store = admin.store().clone();
             let mut password = String::new();
             std::io::stdin()
                 .read_line(&mut password)
@@ -534,9 +1031,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 cursor: u.cursor,
                 limit: Some(u.limit.to_string()),
             };
-            let page = query_usage(store.as_ref(), params)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let page = backend.usage(params).await?;
             print(json, &page, |p| {
                 let mut lines: Vec<String> = p
                     .items
