@@ -15,21 +15,10 @@ use toktra_server::admin_api::{BudgetStatusItem, UsagePage, UsageParams, query_u
 use toktra_server::ops::{CreatedApiKey, CreatedToken};
 use toktra_server::store::{ApiKeyInfo, Budget, Device, EnrollmentToken, Org, User};
 
-/// Administer a Toktra server. Creating commands print the new id, token or key alone
-/// on stdout (scriptable); --json prints structured output everywhere.
-///
-/// Two ways to reach the server: its store directly — the SQLite database under
-/// --data (the same DIR as `toktra server --data`; safe while the server runs) or
-/// PostgreSQL with --database-url — or, with --server URL --api-key KEY, a running
-/// server's admin API over HTTP(S) (the first API key has to be created with --data).
-/// Errors the server returns are shown with their HTTP status and message.
-///
-/// Examples:
-///   toktra admin --data /var/lib/toktra api-key create
-///   toktra admin --server http://127.0.0.1:8080 --api-key KEY org create "Acme"
-///   TOKTRA_SERVER=https://admin.example:8080 TOKTRA_API_KEY=KEY \
-///     toktra admin --ca-file root.pem token create --org ORG_ID
+/// Administer a Toktra server (the help text is `AFTER_HELP`; `main.rs` names the
+/// subcommand).
 #[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// A running server's admin API, e.g. http://127.0.0.1:8080 (the address of
     /// `toktra server --admin-listen`; https when it runs with --admin-tls). With it,
@@ -317,6 +306,23 @@ fn print<T: Serialize>(
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("-")
 }
+
+const AFTER_HELP: &str = "\
+Creating commands print the new id, token or key alone on stdout (scriptable); --json prints \
+structured output everywhere.
+
+Two ways to reach the server: its store directly - the SQLite database under --data (the same \
+DIR as `toktra server --data`; safe while the server runs) or PostgreSQL with --database-url - \
+or, with --server URL --api-key KEY, a running server's admin API over HTTP(S). The first API \
+key has to be created with --data on the server's machine; dashboard-user create works only \
+with --data/--database-url. Errors the server returns are shown with their HTTP status and \
+message, and the exit status is non-zero.
+
+Examples:
+  toktra admin --data /var/lib/toktra api-key create
+  toktra admin --server http://127.0.0.1:8080 --api-key KEY org create Acme
+  TOKTRA_SERVER=https://admin.example:8080 TOKTRA_API_KEY=KEY \\
+    toktra admin --ca-file /var/lib/toktra/ca/root.pem token create --org ORG_ID";
 
 /// Where the operations go: one code path per operation, two transports.
 enum Backend {

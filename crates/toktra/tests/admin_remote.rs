@@ -11,11 +11,12 @@ use toktra_server::store::{Device, DeviceStatus, StoredEvent};
 
 const BIN: &str = env!("CARGO_BIN_EXE_toktra");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// Two distinct free loopback ports (both held while choosing, so they differ).
+fn free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+    (port(&a), port(&b))
 }
 
 /// A `toktra server` child process, killed on drop.
@@ -30,8 +31,7 @@ impl Server {
     fn start(admin_tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let admin_port = free_port();
-        let agent_port = free_port();
+        let (admin_port, agent_port) = free_ports();
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--data"])
             .arg(&data)
