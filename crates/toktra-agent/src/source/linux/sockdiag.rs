@@ -10,6 +10,7 @@ use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::time::{Duration, Instant};
 use toktra_proto::ProcessInfo;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -149,24 +150,35 @@ fn put_addr(out: &mut [u8], ip: IpAddr) {
     }
 }
 
-/// Finds processes by socket inode. Scanning every process's descriptors is the
-/// expensive part, so the processes that owned recent connections are looked at
-/// first: a busy client opens many connections from one process.
+/// Finds processes by socket inode. Reading every descriptor of a process is the
+/// expensive part (one readlink each), so a scan records *every* socket inode it
+/// passes, not just the one asked for: connections opened together (a ring block
+/// delivers their SYNs together) are then answered from the map without another
+/// scan. Processes that owned recent connections are scanned first, because a busy
+/// client opens many connections from one process.
 #[derive(Default)]
 pub struct ProcIndex {
     recent: Vec<u32>,
+    /// Socket inode -> process, as of the last scan of that process. Socket inodes
+    /// come from a 32-bit counter that is not reused in practice while the map is
+    /// bounded (it is cleared when it grows large).
+    inodes: HashMap<u32, u32>,
     users: HashMap<u32, Option<String>>,
+    /// Process details by pid, briefly: a client opening many connections is asked
+    /// about once, not once per connection.
+    infos: HashMap<u32, (Instant, Option<ProcessInfo>)>,
+    /// Reused path buffer for the readlink calls.
+    path: String,
 }
 
-fn process_has_inode(pid: u32, needle: &str) -> bool {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    dir.flatten().any(|fd| {
-        std::fs::read_link(fd.path())
-            .map(|t| t.as_os_str().as_encoded_bytes() == needle.as_bytes())
-            .unwrap_or(false)
-    })
+/// Socket inodes above this many are forgotten at once (stale entries of closed
+/// sockets accumulate otherwise).
+const MAX_INODES: usize = 65_536;
+
+/// The inode of a `socket:[N]` link target.
+fn socket_inode(target: &[u8]) -> Option<u32> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 pub fn process_info(pid: u32) -> Option<ProcessInfo> {
@@ -182,19 +194,71 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 }
 
 impl ProcIndex {
+    /// Records every socket of `pid`; true when `inode` is among them.
+    fn scan(&mut self, pid: u32, inode: u32) -> bool {
+        use std::fmt::Write as _;
+        use std::os::unix::ffi::OsStrExt as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/fd/");
+        let Ok(dir) = std::fs::read_dir(&self.path) else {
+            return false;
+        };
+        let base = self.path.len();
+        let mut found = false;
+        for fd in dir.flatten() {
+            self.path.truncate(base);
+            self.path.push_str(&fd.file_name().to_string_lossy());
+            let Ok(target) = std::fs::read_link(&self.path) else {
+                continue;
+            };
+            if let Some(i) = socket_inode(target.as_os_str().as_bytes()) {
+                if self.inodes.len() >= MAX_INODES {
+                    self.inodes.clear();
+                }
+                self.inodes.insert(i, pid);
+                found |= i == inode;
+            }
+        }
+        found
+    }
+
+    fn remember(&mut self, pid: u32) {
+        if let Some(i) = self.recent.iter().position(|&p| p == pid) {
+            self.recent.remove(i);
+        }
+        self.recent.insert(0, pid);
+        self.recent.truncate(8);
+    }
+
+    /// `process_info`, remembered for a second (a pid is not reused that fast).
+    pub fn process_info(&mut self, pid: u32) -> Option<ProcessInfo> {
+        if let Some((at, info)) = self.infos.get(&pid)
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return info.clone();
+        }
+        if self.infos.len() > 1024 {
+            self.infos
+                .retain(|_, (at, _)| at.elapsed() < Duration::from_secs(1));
+        }
+        let info = process_info(pid);
+        self.infos.insert(pid, (Instant::now(), info.clone()));
+        info
+    }
+
     pub fn pid_of_inode(&mut self, inode: u32) -> Option<u32> {
         if inode == 0 {
             return None;
         }
-        let needle = format!("socket:[{inode}]");
-        if let Some(i) = self
-            .recent
-            .iter()
-            .position(|&p| process_has_inode(p, &needle))
-        {
-            let pid = self.recent.remove(i);
-            self.recent.insert(0, pid);
+        if let Some(&pid) = self.inodes.get(&inode) {
             return Some(pid);
+        }
+        for k in 0..self.recent.len() {
+            let pid = self.recent[k];
+            if self.scan(pid, inode) {
+                self.remember(pid);
+                return Some(pid);
+            }
         }
         let dir = std::fs::read_dir("/proc").ok()?;
         for entry in dir.flatten() {
@@ -208,9 +272,8 @@ impl ProcIndex {
             if self.recent.contains(&pid) {
                 continue;
             }
-            if process_has_inode(pid, &needle) {
-                self.recent.insert(0, pid);
-                self.recent.truncate(8);
+            if self.scan(pid, inode) {
+                self.remember(pid);
                 return Some(pid);
             }
         }
@@ -269,8 +332,28 @@ mod tests {
             .expect("our socket is found");
         // SAFETY: getuid has no preconditions.
         assert_eq!(owner.uid, unsafe { libc::getuid() });
+        // A second connection opened before the first lookup (as a ring block
+        // delivers several SYNs at once): the scan that finds the first socket
+        // records the second too, so its owner is known without another scan.
+        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let other_owner = diag
+            .lookup(
+                true,
+                other.local_addr().unwrap(),
+                other.peer_addr().unwrap(),
+            )
+            .expect("second socket is found");
         let mut idx = ProcIndex::default();
+        assert!(idx.inodes.is_empty());
         assert_eq!(idx.pid_of_inode(owner.inode), Some(std::process::id()));
+        assert_eq!(
+            idx.inodes.get(&other_owner.inode),
+            Some(&std::process::id())
+        );
+        assert_eq!(
+            idx.pid_of_inode(other_owner.inode),
+            Some(std::process::id())
+        );
         let info = process_info(std::process::id()).unwrap();
         assert!(
             info.path.unwrap().contains("toktra_agent"),
