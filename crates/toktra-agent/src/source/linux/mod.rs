@@ -101,10 +101,11 @@ pub fn start(
         // Whole packets: the server's TLS record headers sit anywhere in its segments.
         .snaplen(65_535)
         // The ring's pages count towards the agent's memory once touched, and all
-        // of them are touched as the ring wraps. 2 MiB holds over 150 ms of a
-        // saturated 100 Mbit/s link, while the capture thread drains it every few ms;
-        // kernel drops are reported (status and log) should it ever fall behind.
-        .buffer_size(2 << 20)
+        // of them are touched as the ring wraps. 4 MiB holds about 300 ms of a
+        // saturated 100 Mbit/s link: 2 MiB dropped a few hundred packets a minute at
+        // that load on a busy 2-core machine, where the capture thread can wait that
+        // long for a core. Kernel drops are reported (status and log).
+        .buffer_size(4 << 20)
         // Packets are delivered in ring blocks; a block is handed over at the latest
         // after this long. Short, because the socket owner is looked up when the SYN
         // is read, and a connection must still be open then; long enough that a busy
