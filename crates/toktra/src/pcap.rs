@@ -86,6 +86,10 @@ struct Summary {
 
 struct Writer<'c> {
     out: BufWriter<io::StdoutLock<'static>>,
+    /// One line is serialized here first: serde_json writes a line as dozens of tiny
+    /// pieces, and appending them to a Vec is much cheaper than a BufWriter call each
+    /// (the writer was about a seventh of the CPU time on a 100,000-flow capture).
+    line: Vec<u8>,
     catalog: &'c Catalog,
     llm_only: bool,
     summary: Summary,
@@ -122,8 +126,10 @@ impl Writer<'_> {
             duration_ms: u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX),
             records_in: r.records_in,
         };
-        serde_json::to_writer(&mut self.out, &line)?;
-        self.out.write_all(b"\n").context("writing to stdout")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &line)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).context("writing to stdout")
     }
 }
 
@@ -138,7 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let catalog = Catalog::embedded();
     let mut writer = Writer {
-        out: BufWriter::with_capacity(256 * 1024, io::stdout().lock()),
+        out: BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+        line: Vec::with_capacity(1024),
         catalog,
         llm_only: args.llm_only,
         summary: Summary::default(),

@@ -105,18 +105,36 @@ pub struct TrackerStats {
     pub flows_emitted: u64,
 }
 
+/// Endpoints as plain integers: hashing, comparing and ordering them is a few
+/// instructions, where `SocketAddr` goes field by field through its enum (the table
+/// lookup runs for every packet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
-    proto: u8,
-    lo: SocketAddr,
-    hi: SocketAddr,
+    /// The IP protocol, plus 0x100 for IPv6, so that an IPv4 flow and one between
+    /// the same addresses written as IPv4-mapped IPv6 stay apart.
+    proto: u16,
+    lo: (u128, u16),
+    hi: (u128, u16),
 }
 
 impl FlowKey {
     fn new(proto: u8, a: SocketAddr, b: SocketAddr) -> Self {
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Self { proto, lo, hi }
+        let (x, y) = (endpoint(a), endpoint(b));
+        let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+        Self {
+            proto: u16::from(proto) | (u16::from(a.is_ipv6()) << 8),
+            lo,
+            hi,
+        }
     }
+}
+
+fn endpoint(a: SocketAddr) -> (u128, u16) {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    (ip, a.port())
 }
 
 /// The summary of a ClientHello kept after its bytes are gone.
