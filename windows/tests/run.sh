@@ -169,6 +169,10 @@ check "tray: tooltip shows the budget" grep -q '^tooltip: Toktra: .*% of 10 toke
 check "tray: hard-cap notification delivered over the pipe" equals "$tray_ok" yes
 check "tray: menu offers the dashboard" grep -q 'Open dashboard -> https://' "$WORK/tray.out"
 cat "$WORK/tray.out"
+# The screenshot's tools come from scripts/setup.d/60-windows.sh; missing ones are a
+# failed check, never a silent skip.
+check "Xvfb, xwd and netpbm are installed for the tray screenshot" \
+  bash -c 'command -v Xvfb && command -v xwd && command -v xwdtopnm && command -v pnmtopng >/dev/null'
 if command -v Xvfb >/dev/null && command -v xwd >/dev/null; then
   Xvfb :77 -screen 0 800x600x24 >/dev/null 2>&1 &
   XVFB=$!
