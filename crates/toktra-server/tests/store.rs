@@ -15,38 +15,8 @@ use toktra_server::store::{
 use toktra_server::{Store, ops::secret_hash};
 use uuid::Uuid;
 
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = toktra_server::open_store(dir.path(), None).await.unwrap();
-    (dir, s)
-}
-
-async fn pg() -> Arc<dyn Store> {
-    let url = std::env::var("TOKTRA_TEST_DATABASE_URL").expect(
-        "TOKTRA_TEST_DATABASE_URL is not set: the PostgreSQL half of this suite needs a database \
-         (scripts/test.d/30-server.sh starts one)",
-    );
-    toktra_server::open_store(std::path::Path::new("/nonexistent"), Some(&url))
-        .await
-        .unwrap()
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let (_dir, s) = super::sqlite().await;
-                super::$name(s).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            #[ignore = "needs PostgreSQL (TOKTRA_TEST_DATABASE_URL); scripts/test.d/30-server.sh runs it"]
-            async fn postgres() {
-                super::$name(super::pg().await).await
-            }
-        }
-    )*};
-}
+#[macro_use]
+mod common;
 
 both!(
     tokens_and_keys,
