@@ -441,8 +441,15 @@ async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    // Read the (bounded) body before judging the device: answering 401/403 while the
+    // client is still sending makes the server close a socket with unread data, and
+    // the client then sees a connection reset instead of the refusal.
+    let raw = read_limited(body, MAX_BODY_BYTES).await;
     let (_, device) = authorize_device(&st, &peer).await?;
-    let result = ingest_inner(&st, &device, &headers, body).await;
+    let result = match raw {
+        Ok(raw) => ingest_inner(&st, &device, &headers, raw).await,
+        Err(e) => Err(e),
+    };
     match &result {
         Ok(r) => st
             .metrics
@@ -461,9 +468,8 @@ async fn ingest_inner(
     st: &AppState,
     device: &Device,
     headers: &HeaderMap,
-    body: Body,
+    raw: Vec<u8>,
 ) -> Result<IngestResponse, ApiError> {
-    let raw = read_limited(body, MAX_BODY_BYTES).await?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -471,7 +477,7 @@ async fn ingest_inner(
         .trim()
         .to_ascii_lowercase();
     let json = match encoding.as_str() {
-        "identity" | "" => raw.to_vec(),
+        "identity" | "" => raw,
         "gzip" | "x-gzip" => gunzip_limited(&raw, MAX_DECOMPRESSED_BODY_BYTES)?,
         other => {
             return Err(ApiError::new(
