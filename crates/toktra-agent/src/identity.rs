@@ -378,14 +378,8 @@ impl Enroller {
     ) -> Result<StoredIdentity, IdentityError> {
         let (key, csr) = new_key_and_csr(&self.cert_subject)?;
         let url = format!("{}{}", self.base_url, toktra_proto::api::EST_SIMPLEENROLL);
-        let req = client
-            .post(&url)
-            .basic_auth(&self.org_id, Some(token))
-            .header("X-Toktra-Device-Id", &self.device_id)
-            .header("X-Toktra-Hostname", hostname())
-            .header("X-Toktra-Platform", std::env::consts::OS)
-            .header("X-Toktra-Agent-Version", env!("CARGO_PKG_VERSION"));
-        self.send(req, &url, key, csr, true).await
+        let req = client.post(&url).basic_auth(&self.org_id, Some(token));
+        self.send(self.describe(req), &url, key, csr, true).await
     }
 
     /// Renewal over the current mTLS client: a new key, `simplereenroll`. The caller
@@ -393,10 +387,19 @@ impl Enroller {
     pub async fn reenroll(&self, mtls: &reqwest::Client) -> Result<StoredIdentity, IdentityError> {
         let (key, csr) = new_key_and_csr(&self.cert_subject)?;
         let url = format!("{}{}", self.base_url, toktra_proto::api::EST_SIMPLEREENROLL);
-        let req = mtls
-            .post(&url)
-            .header("X-Toktra-Device-Id", &self.device_id);
-        self.send(req, &url, key, csr, false).await
+        let req = mtls.post(&url);
+        self.send(self.describe(req), &url, key, csr, false).await
+    }
+
+    /// The enrollment headers that describe this device to the server's device list.
+    fn describe(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        use toktra_proto::api::{
+            HEADER_AGENT_VERSION, HEADER_DEVICE_ID, HEADER_HOSTNAME, HEADER_PLATFORM,
+        };
+        req.header(HEADER_DEVICE_ID, &self.device_id)
+            .header(HEADER_HOSTNAME, hostname())
+            .header(HEADER_PLATFORM, std::env::consts::OS)
+            .header(HEADER_AGENT_VERSION, env!("CARGO_PKG_VERSION"))
     }
 
     async fn send(

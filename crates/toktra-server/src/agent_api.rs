@@ -241,7 +241,7 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
     })?;
 
     for attempt in 0..3 {
-        let hint = header_text(headers, crate::HEADER_DEVICE_ID, 64).filter(|h| valid_id(h));
+        let hint = header_text(headers, api::HEADER_DEVICE_ID, 64).filter(|h| valid_id(h));
         let device_id = match hint {
             Some(h) if attempt == 0 && !st.store.device_exists(&org.id, &h).await? => h,
             _ => uuid::Uuid::now_v7().to_string(),
@@ -262,9 +262,9 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         let device = Device {
             org_id: org.id.clone(),
             id: device_id.clone(),
-            hostname: header_text(headers, crate::HEADER_HOSTNAME, 253),
-            platform: header_text(headers, crate::HEADER_PLATFORM, 64),
-            agent_version: header_text(headers, crate::HEADER_AGENT_VERSION, 64),
+            hostname: header_text(headers, api::HEADER_HOSTNAME, 253),
+            platform: header_text(headers, api::HEADER_PLATFORM, 64),
+            agent_version: header_text(headers, api::HEADER_AGENT_VERSION, 64),
             status: DeviceStatus::Enrolled,
             cert_serial: Some(issued.serial.clone()),
             prev_cert_serial: None,
@@ -278,7 +278,7 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
                 tracing::info!(org = %org.id, device = %device_id, "device enrolled");
                 let mut r = pkcs7_response(&[&issued.der]);
                 if let Ok(v) = HeaderValue::from_str(&device_id) {
-                    r.headers_mut().insert(crate::HEADER_DEVICE_ID, v);
+                    r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
                 }
                 return Ok(r);
             }
@@ -348,13 +348,20 @@ pub async fn authorize_device(
     Ok((peer, device))
 }
 
+/// A CSR is a few hundred bytes; this leaves room for RSA keys and PEM wrapping.
+const MAX_CSR_BODY_BYTES: usize = 64 * 1024;
+
 async fn simplereenroll(
     State(st): State<AppState>,
     Extension(peer): Extension<Peer>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // As in ingest: the bounded body first, then the verdict on the device. Refusing
+    // while the client still sends makes the server close a socket with unread data,
+    // and the client sees a connection reset instead of the 401/403 it should act on.
+    let raw = read_limited(body, MAX_CSR_BODY_BYTES).await;
     let (peer, device) = authorize_device(&st, &peer).await?;
-    let csr = decode_csr(&body)?;
+    let csr = decode_csr(&raw?)?;
     let ca = st.ca.clone();
     let identity = peer.identity.clone();
     // RFC 7030 §4.2.2: the same subject as the certificate being renewed.
@@ -372,7 +379,7 @@ async fn simplereenroll(
     st.metrics.enrollment();
     let mut r = pkcs7_response(&[&issued.der]);
     if let Ok(v) = HeaderValue::from_str(&device.id) {
-        r.headers_mut().insert(crate::HEADER_DEVICE_ID, v);
+        r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
     }
     Ok(r)
 }

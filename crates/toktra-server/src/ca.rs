@@ -52,6 +52,16 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub server_chain_pem: String,
     pub server_key_pem: String,
+    device_cert_lifetime: std::time::Duration,
+}
+
+/// The shortest device-certificate lifetime the CA issues. Agents renew at two thirds
+/// of it; below a minute renewal and upload would compete for every request.
+pub const MIN_DEVICE_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The default device-certificate lifetime (ARCHITECTURE.md: 90 days).
+pub fn default_device_cert_lifetime() -> std::time::Duration {
+    std::time::Duration::from_secs(toktra_proto::api::DEVICE_CERT_DAYS as u64 * 86_400)
 }
 
 /// A certificate issued to a device.
@@ -222,6 +232,7 @@ impl Ca {
             issuer,
             server_chain_pem,
             server_key_pem,
+            device_cert_lifetime: default_device_cert_lifetime(),
         })
     }
 
@@ -242,7 +253,19 @@ impl Ca {
         der_to_pem(&self.intermediate_der)
     }
 
-    /// Checks a PKCS#10 request and issues a 90-day client certificate for `identity`.
+    /// How long device certificates issued from now on are valid (default 90 days).
+    /// Shorter lifetimes limit what a stolen device key is worth, and let tests see a
+    /// real renewal; values under [`MIN_DEVICE_CERT_LIFETIME`] are raised to it.
+    pub fn set_device_cert_lifetime(&mut self, lifetime: std::time::Duration) {
+        self.device_cert_lifetime = lifetime.max(MIN_DEVICE_CERT_LIFETIME);
+    }
+
+    pub fn device_cert_lifetime(&self) -> std::time::Duration {
+        self.device_cert_lifetime
+    }
+
+    /// Checks a PKCS#10 request and issues a client certificate for `identity`, valid
+    /// for the configured lifetime.
     pub fn issue_device_cert(
         &self,
         csr_der: &[u8],
@@ -287,9 +310,13 @@ impl Ca {
         d.push(DnType::CommonName, expected_cn);
         p.distinguished_name = d;
         p.subject_alt_names = vec![SanType::URI(identity.to_uri().try_into()?)];
-        // A little back-dating absorbs clock skew between server and device.
-        p.not_before = now - Duration::minutes(5);
-        p.not_after = now + Duration::days(toktra_proto::api::DEVICE_CERT_DAYS);
+        // A little back-dating absorbs clock skew between server and device; at most a
+        // tenth of the lifetime, so that a short lifetime is not mostly in the past
+        // (agents renew two thirds in, counted from not_before).
+        let lifetime = Duration::try_from(self.device_cert_lifetime)
+            .unwrap_or(Duration::days(toktra_proto::api::DEVICE_CERT_DAYS));
+        p.not_before = now - std::cmp::min(lifetime / 10_i32, Duration::minutes(5));
+        p.not_after = now + lifetime;
         let serial = random_serial();
         let serial_str = serial_hex(&serial.to_bytes());
         p.serial_number = Some(serial);
@@ -495,6 +522,41 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = Ca::load_or_create(dir.path(), &[]).unwrap();
         assert_eq!(again.intermediate_der(), ca.intermediate_der());
+    }
+
+    #[test]
+    fn device_cert_lifetime_is_configurable_with_a_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = Ca::load_or_create(dir.path(), &["localhost".into()]).unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Toktra Device");
+        let csr = params.serialize_request(&key).unwrap();
+        let id = DeviceIdentity::new("acme", "dev1").unwrap();
+        let validity = |ca: &Ca| {
+            let issued = ca
+                .issue_device_cert(csr.der(), "Toktra Device", &id)
+                .unwrap();
+            let (_, c) = X509Certificate::from_der(&issued.der).unwrap();
+            let nb = c.validity().not_before.timestamp();
+            let na = c.validity().not_after.timestamp();
+            assert_eq!(na, issued.not_after.timestamp());
+            (na - nb, na - chrono::Utc::now().timestamp())
+        };
+        let (life, left) = validity(&ca);
+        assert_eq!(life, 90 * 86_400 + 300);
+        assert!((90 * 86_400 - 5..=90 * 86_400).contains(&left), "{left}");
+
+        ca.set_device_cert_lifetime(std::time::Duration::from_secs(600));
+        let (life, left) = validity(&ca);
+        assert_eq!(life, 660, "back-dated by a tenth of the lifetime");
+        assert!((595..=600).contains(&left), "{left}");
+
+        ca.set_device_cert_lifetime(std::time::Duration::from_secs(5));
+        assert_eq!(ca.device_cert_lifetime(), MIN_DEVICE_CERT_LIFETIME);
     }
 
     #[test]

@@ -36,10 +36,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-pub const HEADER_DEVICE_ID: &str = "x-toktra-device-id";
-pub const HEADER_HOSTNAME: &str = "x-toktra-hostname";
-pub const HEADER_PLATFORM: &str = "x-toktra-platform";
-pub const HEADER_AGENT_VERSION: &str = "x-toktra-agent-version";
+// One definition in toktra-proto, shared with the agents; re-exported for callers
+// of this crate.
+pub use toktra_proto::api::{
+    HEADER_AGENT_VERSION, HEADER_DEVICE_ID, HEADER_HOSTNAME, HEADER_PLATFORM,
+};
 
 /// Name of the SQLite database under the data directory.
 pub const SQLITE_FILE: &str = "toktra.db";
@@ -79,6 +80,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Serve the admin face over TLS (same server certificate) instead of plain HTTP.
     pub admin_tls: bool,
+    /// Lifetime of the device certificates the CA issues (default 90 days).
+    pub device_cert_lifetime: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -90,6 +93,7 @@ impl ServerConfig {
             agent_hostnames: vec!["localhost".into()],
             database_url: None,
             admin_tls: false,
+            device_cert_lifetime: ca::default_device_cert_lifetime(),
         }
     }
 }
@@ -167,6 +171,8 @@ impl Server {
         let ca = tokio::task::spawn_blocking(move || ca::Ca::load_or_create(&ca_dir, &hostnames))
             .await
             .map_err(|e| ServerError::Tls(e.to_string()))??;
+        let mut ca = ca;
+        ca.set_device_cert_lifetime(config.device_cert_lifetime);
         let ca = Arc::new(ca);
         let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
         let state = AppState {

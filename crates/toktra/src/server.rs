@@ -54,6 +54,19 @@ pub struct Args {
     /// Serve the admin face over TLS with the agent face's certificate.
     #[arg(long)]
     admin_tls: bool,
+    /// Lifetime of the device certificates issued from now on: a number with a unit,
+    /// s, m, h or d (e.g. 90d, 12h, 600s). Agents renew at two thirds of it with
+    /// simplereenroll, and re-enroll with their token if it expired while they were
+    /// offline. Shorter lifetimes limit what a stolen device key is worth; at least 60s.
+    /// Certificates already issued keep their lifetime.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "TOKTRA_DEVICE_CERT_LIFETIME",
+        default_value = "90d",
+        value_parser = parse_lifetime
+    )]
+    device_cert_lifetime: std::time::Duration,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(
         long,
@@ -62,6 +75,33 @@ pub struct Args {
         default_value = "info"
     )]
     log: String,
+}
+
+/// `90d`, `12h`, `15m`, `600s`: what --device-cert-lifetime accepts.
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 90d or 600s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use s, m, h or d (e.g. 90d or 600s)"
+            ));
+        }
+    };
+    if secs < toktra_server::ca::MIN_DEVICE_CERT_LIFETIME.as_secs() {
+        return Err(format!(
+            "{text:?} is shorter than the minimum of 60s; agents renew at two thirds of it"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -77,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.agent_hostnames = args.agent_hostname;
         config.database_url = args.database_url;
         config.admin_tls = args.admin_tls;
+        config.device_cert_lifetime = args.device_cert_lifetime;
         let handle = Server::start(config).await.with_context(|| {
             format!(
                 "starting the server with data directory {}",
@@ -100,4 +141,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         handle.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lifetime;
+    use std::time::Duration;
+
+    #[test]
+    fn lifetimes_with_units() {
+        assert_eq!(parse_lifetime("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_lifetime("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_lifetime("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_lifetime("600s"), Ok(Duration::from_secs(600)));
+        assert!(parse_lifetime("30s").unwrap_err().contains("minimum"));
+        assert!(parse_lifetime("10y").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_lifetime("d")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+    }
 }
