@@ -13,8 +13,8 @@ use chrono::Utc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, RwLock, mpsc};
-use toktra_proto::{BudgetStatus, Source};
+use tokio::sync::{Notify, RwLock, mpsc, oneshot};
+use toktra_proto::{BudgetStatus, FlowEvent, Source};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -106,10 +106,30 @@ pub fn preflight(config: &Config, store: &dyn IdentityStore) -> Result<(), Ident
     Ok(())
 }
 
+/// Events made ready elsewhere (the Windows service's browser-extension host):
+/// already validated and classified, so they go straight into the agent's spool and
+/// batches. `stored`, if given, learns whether they became durable.
+pub struct ReadyEvents {
+    pub events: Vec<FlowEvent>,
+    pub stored: Option<oneshot::Sender<Result<(), SpoolError>>>,
+}
+
 /// Runs the agent until `shutdown` resolves. The spool is transactional, so stopping
 /// at any point loses nothing that was acknowledged as captured.
 pub async fn run(
     parts: AgentParts,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    // A receiver whose sender is gone: the ready-events task ends at once.
+    run_with_events(parts, mpsc::channel(1).1, shutdown).await
+}
+
+/// [`run`], plus a second source of events that need no classification: each
+/// [`ReadyEvents`] is appended to the same spool the pipeline writes, and wakes the
+/// same uploader, so one upload path and one spool file serve both.
+pub async fn run_with_events(
+    parts: AgentParts,
+    ready: mpsc::Receiver<ReadyEvents>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let cfg = parts.config.clone();
@@ -167,6 +187,7 @@ pub async fn run(
         counters.clone(),
         ctx.spooled.clone(),
     ));
+    tasks.spawn(ready_events_loop(ctx.clone(), ready));
     tasks.spawn(identity_loop(ctx.clone()));
     tasks.spawn(upload_loop(ctx.clone()));
     tasks.spawn(budget_loop(ctx.clone(), parts.budget_poll));
@@ -318,6 +339,25 @@ async fn with_spool<T: Send + 'static>(
     })
 }
 
+async fn ready_events_loop(ctx: Arc<Ctx>, mut ready: mpsc::Receiver<ReadyEvents>) {
+    while let Some(ReadyEvents { events, stored }) = ready.recv().await {
+        let result = with_spool(&ctx, move |s| s.append(&events, Utc::now())).await;
+        if result.is_ok() {
+            ctx.spooled.notify_one();
+        }
+        match stored {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None => {
+                if let Err(e) = result {
+                    tracing::error!("events from another source not stored: {e}");
+                }
+            }
+        }
+    }
+}
+
 async fn upload_loop(ctx: Arc<Ctx>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     loop {
@@ -456,5 +496,99 @@ async fn status_loop(
         let cap = capture.clone();
         let _ = tokio::task::spawn_blocking(move || write_status(&c, &k, &cap)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigLayer;
+    use crate::identity::FileIdentityStore;
+    use crate::pipeline::CatalogClassifier;
+
+    #[tokio::test]
+    async fn ready_events_reach_the_spool_the_pipeline_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigLayer {
+            // Nothing listens there: the events must stay in the spool.
+            ingest_url: Some("https://127.0.0.1:9".into()),
+            org_id: Some("org".into()),
+            enroll_token: Some("token".into()),
+            state_dir: Some(dir.path().to_owned()),
+            ..ConfigLayer::default()
+        }
+        .resolve()
+        .unwrap();
+        let (_flows_tx, flows) = mpsc::channel(1);
+        let parts = AgentParts {
+            config,
+            device_id: "device".into(),
+            source: Source::Wfp,
+            identity_store: Arc::new(FileIdentityStore::new(dir.path())),
+            classifier: Arc::new(CatalogClassifier::embedded()),
+            notifier: Arc::new(crate::budget::LogNotifier),
+            flows,
+            capture_status: Arc::new(Mutex::new(None)),
+            budget_poll: Duration::from_secs(300),
+        };
+        let (ready_tx, ready) = mpsc::channel(4);
+        let (stop_tx, stop) = oneshot::channel::<()>();
+        let agent = tokio::spawn(run_with_events(parts, ready, async move {
+            let _ = stop.await;
+        }));
+        let event = |bytes_out: u64| FlowEvent {
+            event_id: uuid::Uuid::now_v7(),
+            source: Source::Extension,
+            started_at: Utc::now(),
+            duration_ms: 10,
+            transport: toktra_proto::Transport::Http,
+            sni: Some("api.openai.com".into()),
+            alpn: Vec::new(),
+            ja4: None,
+            ech: false,
+            provider: Some("openai".into()),
+            product: None,
+            category: None,
+            bytes_out,
+            bytes_in: 2 * bytes_out,
+            records_in: None,
+            est_input_tokens: 1,
+            est_output_tokens: 2,
+            user: None,
+            process: None,
+            dst_ip: None,
+            dst_port: None,
+            endpoint: None,
+            source_domain: Some("chat.example.com".into()),
+            streaming: None,
+        };
+        let events = vec![event(7), event(8)];
+        let (stored, was_stored) = oneshot::channel();
+        ready_tx
+            .send(ReadyEvents {
+                events: events.clone(),
+                stored: Some(stored),
+            })
+            .await
+            .unwrap();
+        was_stored.await.unwrap().unwrap();
+        stop_tx.send(()).unwrap();
+        agent.await.unwrap().unwrap();
+
+        let (mut spool, _) = Spool::open(
+            &dir.path().join("spool.db"),
+            SpoolLimits {
+                max_bytes: 1 << 20,
+                max_age_secs: 3600,
+            },
+        )
+        .unwrap();
+        let batch = spool
+            .next_batch(Utc::now(), true, AGENT_VERSION)
+            .unwrap()
+            .expect("the ready events are in the spool");
+        let ids: Vec<_> = batch.events.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, [events[0].event_id, events[1].event_id]);
+        assert_eq!(batch.events[0].source, Source::Extension);
     }
 }
