@@ -160,8 +160,13 @@ pub async fn run(
                 on_spooled.notify_one();
             }
             Err((count, since, msg)) => {
-                counters.disk_full.store(true, Relaxed);
-                tracing::error!("{msg}");
+                // The spool says when the disk fills and when space returns; one line
+                // per refused burst after that would only flood the log.
+                if counters.disk_full.swap(true, Relaxed) {
+                    tracing::debug!("{msg}");
+                } else {
+                    tracing::error!("{msg}");
+                }
                 lost = Some(match lost {
                     Some((c, s)) => (c + count, s.min(since)),
                     None => (count, since),
@@ -171,42 +176,34 @@ pub async fn run(
     }
 }
 
-/// Appends `events` (and a pending gap). On a full disk, sheds the oldest quarter
-/// and tries once more; if that fails too, returns what was lost.
+/// Appends `events` (and a pending gap). On failure (a full disk above all) returns
+/// what was lost, to be reported as a gap once the spool takes writes again. Nothing
+/// already spooled is given up to make room: those events count as captured.
 fn store(
     s: &mut Spool,
     events: &[FlowEvent],
-    pending_lost: Option<(u64, DateTime<Utc>)>,
+    mut pending_lost: Option<(u64, DateTime<Utc>)>,
 ) -> Result<(), (u64, DateTime<Utc>, String)> {
     let now = Utc::now();
-    let lost_now = |msg: String| {
+    let mut result = Ok(());
+    if let Some((c, since)) = pending_lost {
+        result = s.record_gap(c, since);
+        if result.is_ok() {
+            pending_lost = None;
+        }
+    }
+    if result.is_ok() {
+        result = s.append(events, now);
+    }
+    result.or_else(|e: SpoolError| {
         let (c, since) = pending_lost.unwrap_or((0, now));
         let first = events.iter().map(|e| e.started_at).min().unwrap_or(now);
+        let msg = match e {
+            SpoolError::DiskFull(_) => e.to_string(),
+            e => format!("events could not be spooled: {e}"),
+        };
         Err((c + events.len() as u64, since.min(first), msg))
-    };
-    let mut attempt = || -> Result<(), SpoolError> {
-        if let Some((c, since)) = pending_lost {
-            s.record_gap(c, since)?;
-        }
-        s.append(events, now)
-    };
-    match attempt() {
-        Ok(()) => Ok(()),
-        Err(SpoolError::DiskFull(_)) => {
-            let _ = s.shed_oldest_quarter();
-            let mut again = || -> Result<(), SpoolError> {
-                if let Some((c, since)) = pending_lost {
-                    s.record_gap(c, since)?;
-                }
-                s.append(events, now)
-            };
-            match again() {
-                Ok(()) => Ok(()),
-                Err(e) => lost_now(e.to_string()),
-            }
-        }
-        Err(e) => lost_now(format!("events could not be spooled: {e}")),
-    }
+    })
 }
 
 /// The embedded provider catalog (toktra-catalog) and its estimator.

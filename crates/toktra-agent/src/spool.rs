@@ -12,6 +12,17 @@
 //! Life of an event: `append` (durable: counts as captured) → `next_batch` assigns up
 //! to [`AGENT_BATCH_EVENTS`] of the oldest to a batch id (also durable) → the uploader
 //! sends that batch, as often as needed, always with the same ids → `ack` deletes it.
+//!
+//! A full disk: SQLite in WAL mode needs free space even to *delete* (the WAL grows
+//! before the database shrinks), so a spool on a full disk could neither take new
+//! events nor let the uploader mark batches and remove acknowledged ones — it would
+//! stop uploading exactly when it matters. So the spool keeps a reserve file of
+//! [`RESERVE_BYTES`] next to the database. When a write fails with SQLITE_FULL the
+//! reserve is deleted and the WAL checkpointed and truncated: that space serves the
+//! uploader's bookkeeping (and the status file), while new events are refused —
+//! counted by the caller as a gap, never half-written. Events already spooled stay
+//! and are uploaded. Every [`RESERVE_PROBE`] the spool tries to write the reserve
+//! again; when that succeeds, space has returned and events are taken again.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
@@ -19,6 +30,16 @@ use std::path::{Path, PathBuf};
 use toktra_proto::event::{AGENT_BATCH_EVENTS, AGENT_BATCH_SECONDS};
 use toktra_proto::{Batch, Dropped, FlowEvent};
 use uuid::Uuid;
+
+/// Space kept free for the uploader's writes after the disk fills up: more than the
+/// WAL can hold between checkpoints (see `wal_autocheckpoint` in `try_open`), so that
+/// checkpointing it and then marking and deleting batches fit.
+pub const RESERVE_BYTES: u64 = 1 << 20;
+/// How often a spool on a full disk checks whether space has returned.
+pub const RESERVE_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Pages the WAL may hold before SQLite checkpoints it (4 KiB pages: 512 KiB), kept
+/// under [`RESERVE_BYTES`].
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 128;
 
 /// Rough per-row cost beyond the JSON body (key, index entries, page slack), so that
 /// the byte bound tracks the file size without asking the file system each time.
@@ -65,6 +86,10 @@ pub struct SpoolStats {
     pub uploaded_total: u64,
     /// Events dropped because the spool was full or too old, or the disk was full.
     pub dropped_total: u64,
+    /// The disk holding the spool is full: new events are counted as dropped until
+    /// space returns; spooled ones are still uploaded.
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 pub struct Spool {
@@ -72,6 +97,9 @@ pub struct Spool {
     path: PathBuf,
     limits: SpoolLimits,
     bytes: u64,
+    /// See the module documentation: set when a write hit a full disk.
+    disk_full: bool,
+    last_probe: Option<std::time::Instant>,
 }
 
 impl Spool {
@@ -166,6 +194,8 @@ impl Spool {
                value INTEGER NOT NULL);",
         )
         .map_err(sq)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .map_err(sq)?;
         let bytes: i64 = conn
             .query_row(
                 "SELECT COALESCE(SUM(LENGTH(body)), 0) + COUNT(*) * ?1 FROM events",
@@ -173,12 +203,95 @@ impl Spool {
                 |r| r.get(0),
             )
             .map_err(sq)?;
-        Ok(Spool {
+        let mut spool = Spool {
             conn,
             path: path.to_owned(),
             limits,
             bytes: bytes as u64,
-        })
+            disk_full: false,
+            last_probe: None,
+        };
+        if !spool.reserve_path().exists() && spool.write_reserve().is_err() {
+            spool.enter_disk_full();
+        }
+        Ok(spool)
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        PathBuf::from(format!("{}.reserve", self.path.display()))
+    }
+
+    /// Writes the reserve file (real blocks, not a sparse file). On failure nothing of
+    /// it is left behind.
+    fn write_reserve(&self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let path = self.reserve_path();
+        let result = (|| {
+            let mut f = std::fs::File::create(&path)?;
+            let zeros = vec![0u8; 64 * 1024];
+            for _ in 0..RESERVE_BYTES / zeros.len() as u64 {
+                f.write_all(&zeros)?;
+            }
+            f.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        result
+    }
+
+    /// A write hit a full disk: hand the reserve to the uploader's bookkeeping and
+    /// refuse new events until space returns.
+    fn enter_disk_full(&mut self) {
+        if self.disk_full {
+            return;
+        }
+        self.disk_full = true;
+        self.last_probe = Some(std::time::Instant::now());
+        let _ = std::fs::remove_file(self.reserve_path());
+        // Moves what the WAL holds into the database and truncates it: the WAL would
+        // otherwise keep its size, and this is when the space is needed.
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        tracing::error!(
+            spool = %self.path.display(),
+            "the disk holding the spool is full: new events are dropped and counted (the gap is reported to the server) until space is freed; events already spooled are kept and uploaded"
+        );
+    }
+
+    /// Whether new events may be written: always, unless the disk was full and the
+    /// reserve cannot be written back yet (checked at most every [`RESERVE_PROBE`]).
+    fn space_for_events(&mut self) -> bool {
+        if !self.disk_full {
+            return true;
+        }
+        if self.last_probe.is_some_and(|t| t.elapsed() < RESERVE_PROBE) {
+            return false;
+        }
+        self.last_probe = Some(std::time::Instant::now());
+        if self.write_reserve().is_err() {
+            return false;
+        }
+        self.disk_full = false;
+        tracing::info!(
+            spool = %self.path.display(),
+            "space on the spool's disk has returned: events are spooled again"
+        );
+        true
+    }
+
+    /// Passes `result` on, entering the full-disk mode if it says the disk is full.
+    fn watch<T>(&mut self, result: Result<T, SpoolError>) -> Result<T, SpoolError> {
+        if matches!(result, Err(SpoolError::DiskFull(_))) {
+            self.enter_disk_full();
+        }
+        result
+    }
+
+    /// The disk holding the spool is full (new events are refused and counted).
+    pub fn disk_full(&self) -> bool {
+        self.disk_full
     }
 
     fn err(&self, source: rusqlite::Error) -> SpoolError {
@@ -197,11 +310,20 @@ impl Spool {
     }
 
     /// Makes `events` durable. Only after this returns Ok do they count as captured.
-    /// Then enforces the bounds, dropping the oldest events into the gap record.
+    /// Then enforces the bounds, dropping the oldest events into the gap record. On a
+    /// full disk, returns [`SpoolError::DiskFull`] and nothing of `events` is kept.
     pub fn append(&mut self, events: &[FlowEvent], now: DateTime<Utc>) -> Result<(), SpoolError> {
         if events.is_empty() {
             return Ok(());
         }
+        if !self.space_for_events() {
+            return Err(SpoolError::DiskFull(self.path.clone()));
+        }
+        let r = self.append_inner(events, now);
+        self.watch(r)
+    }
+
+    fn append_inner(&mut self, events: &[FlowEvent], now: DateTime<Utc>) -> Result<(), SpoolError> {
         let mut added = 0u64;
         let tx = self.conn.transaction().map_err(|e| err_of(&self.path, e))?;
         {
@@ -232,6 +354,11 @@ impl Spool {
     /// Drops events older than the age bound, then the oldest until under the size
     /// bound, adding them to the gap record.
     pub fn enforce_bounds(&mut self, now: DateTime<Utc>) -> Result<(), SpoolError> {
+        let r = self.enforce_bounds_inner(now);
+        self.watch(r)
+    }
+
+    fn enforce_bounds_inner(&mut self, now: DateTime<Utc>) -> Result<(), SpoolError> {
         let cutoff = now.timestamp() - self.limits.max_age_secs as i64;
         let old: Option<i64> = self
             .conn
@@ -323,32 +450,33 @@ impl Spool {
     /// row is tiny, so this may succeed where the events did not; if it fails too,
     /// the caller keeps the count in memory and tries again later.
     pub fn record_gap(&mut self, count: u64, since: DateTime<Utc>) -> Result<(), SpoolError> {
+        if !self.space_for_events() {
+            return Err(SpoolError::DiskFull(self.path.clone()));
+        }
+        let r = self.record_gap_inner(count, since);
+        self.watch(r)
+    }
+
+    fn record_gap_inner(&mut self, count: u64, since: DateTime<Utc>) -> Result<(), SpoolError> {
         let tx = self.conn.transaction().map_err(|e| err_of(&self.path, e))?;
         add_gap(&tx, count, since).map_err(|e| err_of(&self.path, e))?;
         tx.commit().map_err(|e| err_of(&self.path, e))
-    }
-
-    /// Frees space after the disk filled up: drops the oldest quarter of the spool.
-    pub fn shed_oldest_quarter(&mut self) -> Result<(), SpoolError> {
-        let seq: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET (SELECT COUNT(*) / 4 FROM events)",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some(seq) = seq {
-            self.drop_through(seq, true)?;
-        }
-        Ok(())
     }
 
     /// The batch to send next, if one is due: an already assigned batch (a retry keeps
     /// its ids), else up to 50 of the oldest events once there are 50 or the oldest
     /// waited [`AGENT_BATCH_SECONDS`] (or `flush`), else a gap-only batch.
     pub fn next_batch(
+        &mut self,
+        now: DateTime<Utc>,
+        flush: bool,
+        agent_version: &str,
+    ) -> Result<Option<Batch>, SpoolError> {
+        let r = self.next_batch_inner(now, flush, agent_version);
+        self.watch(r)
+    }
+
+    fn next_batch_inner(
         &mut self,
         now: DateTime<Utc>,
         flush: bool,
@@ -367,8 +495,8 @@ impl Spool {
             let batch = self.load_batch(&id, dc, ds, agent_version)?;
             if batch.events.is_empty() && batch.dropped.is_none() {
                 // Its events were all dropped by the bounds (and counted in a gap).
-                self.ack(batch.batch_id)?;
-                return self.next_batch(now, flush, agent_version);
+                self.ack_inner(batch.batch_id)?;
+                return self.next_batch_inner(now, flush, agent_version);
             }
             return Ok(Some(batch));
         }
@@ -466,6 +594,11 @@ impl Spool {
 
     /// The server stored the batch: its events leave the spool.
     pub fn ack(&mut self, batch_id: Uuid) -> Result<u64, SpoolError> {
+        let r = self.ack_inner(batch_id);
+        self.watch(r)
+    }
+
+    fn ack_inner(&mut self, batch_id: Uuid) -> Result<u64, SpoolError> {
         let id = batch_id.to_string();
         let tx = self.conn.transaction().map_err(|e| err_of(&self.path, e))?;
         let (count, bytes): (i64, i64) = tx
@@ -511,6 +644,7 @@ impl Spool {
             captured_total: counter("captured_total")?,
             uploaded_total: counter("uploaded_total")?,
             dropped_total: counter("dropped_total")?,
+            disk_full: self.disk_full,
         })
     }
 }

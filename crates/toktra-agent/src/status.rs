@@ -135,7 +135,11 @@ pub fn render(st: &AgentStatus, now: DateTime<Utc>) -> String {
                 .oldest
                 .map(|t| ago(t, now))
                 .unwrap_or_else(|| "-".into()),
-            if st.disk_full { " — DISK FULL" } else { "" }
+            if st.disk_full || st.spool.disk_full {
+                " — DISK FULL: new events are dropped and counted until space is freed; spooled ones are still uploaded"
+            } else {
+                ""
+            }
         ),
     );
     if let Some(a) = &st.spool_set_aside {
@@ -240,6 +244,10 @@ mod tests {
         assert!(text.contains("3 events waiting"), "{text}");
         assert!(text.contains("2 dropped"), "{text}");
         assert!(text.contains("FAILING: connection refused"), "{text}");
+        assert!(!text.contains("DISK FULL"), "{text}");
+        let mut full = back.clone();
+        full.spool.disk_full = true;
+        assert!(render(&full, now).contains("DISK FULL"));
         let stale = render(&back, now + chrono::Duration::minutes(5));
         assert!(stale.contains("NOT RUNNING"), "{stale}");
     }
