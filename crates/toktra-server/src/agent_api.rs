@@ -240,8 +240,16 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         )
     })?;
 
+    let hint = header_text(headers, api::HEADER_DEVICE_ID, 64).filter(|h| valid_id(h));
+    if let Some(h) = &hint
+        && let Some(existing) = st.store.get_device(&org.id, h).await?
+        && existing.status == DeviceStatus::Enrolled
+        && existing.cert_expires_at.is_some_and(|t| t <= now)
+    {
+        return reenroll_expired(st, &org.id, &org.cert_subject, existing, &csr).await;
+    }
     for attempt in 0..3 {
-        let hint = header_text(headers, api::HEADER_DEVICE_ID, 64).filter(|h| valid_id(h));
+        let hint = hint.clone();
         let device_id = match hint {
             Some(h) if attempt == 0 && !st.store.device_exists(&org.id, &h).await? => h,
             _ => uuid::Uuid::now_v7().to_string(),
@@ -292,6 +300,42 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         "busy",
         "could not allocate a device id; retry",
     ))
+}
+
+/// A device whose certificate ran out while it was offline, back with the token: it
+/// keeps its id, so its history stays one device. Only an expired certificate is
+/// replaced this way; a token must not let one device take over another's live
+/// identity (a live device renews with `simplereenroll`), and a locked device stays
+/// locked.
+async fn reenroll_expired(
+    st: &AppState,
+    org_id: &str,
+    subject: &str,
+    device: Device,
+    csr: &[u8],
+) -> Result<Response, ApiError> {
+    let identity = toktra_proto::identity::DeviceIdentity::new(org_id, &device.id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_identity", e.to_string()))?;
+    let ca = st.ca.clone();
+    let subject = subject.to_owned();
+    let csr = csr.to_vec();
+    let issued =
+        tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
+            })?
+            .map_err(csr_error)?;
+    st.store
+        .renew_device_cert(org_id, &device.id, &issued.serial, issued.not_after)
+        .await?;
+    st.metrics.enrollment();
+    tracing::info!(org = %org_id, device = %device.id, "device re-enrolled after its certificate expired");
+    let mut r = pkcs7_response(&[&issued.der]);
+    if let Ok(v) = HeaderValue::from_str(&device.id) {
+        r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
+    }
+    Ok(r)
 }
 
 /// The device behind a request's client certificate, checked against its record.
