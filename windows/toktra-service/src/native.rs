@@ -280,9 +280,7 @@ mod tests {
                 .to_string();
             assert!(err.contains(field), "{json}: {err}");
         }
-        let one = format!(
-            r#"{{"host":"api.openai.com","path":"/","started_at":"2026-11-26T06:00:00Z","duration_ms":1,"request_bytes":1,"response_bytes":1}}"#
-        );
+        let one = r#"{"host":"api.openai.com","path":"/","started_at":"2026-11-26T06:00:00Z","duration_ms":1,"request_bytes":1,"response_bytes":1}"#.to_owned();
         let many = format!(r#"{{"type":"events","events":[{}]}}"#, vec![one; MAX_EVENTS_PER_MESSAGE + 1].join(","));
         let msg = parse_incoming(many.as_bytes()).unwrap();
         assert_eq!(events_of(&msg, None, now()), Err(SchemaError::TooManyEvents(MAX_EVENTS_PER_MESSAGE + 1)));

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use toktra_agent::config::ConfigLayer;
 use toktra_agent::pipeline::{CatalogClassifier, Classifier, ObservedFlow};
-use toktra_agent::spool::{Spool, SpoolLimits};
+use toktra_agent::runner::ReadyEvents;
 use toktra_proto::{BudgetState, BudgetStatus, FlowEvent, Source, Transport};
 
 use crate::config::AgentConfig;
@@ -34,11 +34,9 @@ pub struct Shared {
     pub extension_events: AtomicU64,
     pub extension_rejected: AtomicU64,
     notifications: Mutex<Notifications>,
-    /// The extension's own handle on the spool, opened at the first extension event
-    /// (after the pipeline opened — and if need be repaired — the file).
-    extension_spool: Mutex<Option<Spool>>,
+    /// Extension events go to the agent's own spool and uploader through this.
+    ready: mpsc::Sender<ReadyEvents>,
     classifier: Arc<dyn Classifier>,
-    spool_limits: SpoolLimits,
 }
 
 #[derive(Default)]
@@ -53,7 +51,7 @@ struct Notifications {
 pub fn budget_alerts(status: &BudgetStatus) -> Vec<(String, Notification)> {
     let mut out = Vec::new();
     for e in &status.entries {
-        let pct = if e.limit == 0 { 100 } else { e.used.saturating_mul(100) / e.limit };
+        let pct = e.used.saturating_mul(100).checked_div(e.limit).unwrap_or(100);
         let scope = e.department.clone().unwrap_or_else(|| "Your organization".into());
         let at_cap = e.hard_cap && e.state == BudgetState::Exceeded;
         let (level, title, message) = if at_cap {
@@ -173,16 +171,21 @@ impl Shared {
         }
         let accepted = keep.len() as u32;
         if !keep.is_empty() {
-            let mut guard = self.extension_spool.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.is_none() {
-                match Spool::open(&self.state_dir.join("spool.db"), self.spool_limits) {
-                    Ok((s, _)) => *guard = Some(s),
-                    Err(e) => return Response::error(format!("spool unavailable: {e}")),
-                }
+            // The pipe's caller learns "accepted" only once the events are durable.
+            // (The pipe handler runs on a blocking thread, so blocking here is fine.)
+            let (stored, was_stored) = oneshot::channel();
+            let ready = ReadyEvents {
+                events: keep,
+                stored: Some(stored),
+            };
+            if self.ready.blocking_send(ready).is_err() {
+                return Response::error("the agent is stopping; events not taken");
             }
-            if let Some(spool) = guard.as_mut() {
-                if let Err(e) = spool.append(&keep, now) {
-                    return Response::error(format!("spool: {e}"));
+            match was_stored.blocking_recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Response::error(format!("spool: {e}")),
+                Err(_) => {
+                    return Response::error("the agent is stopping; events not taken");
                 }
             }
             self.extension_events.fetch_add(u64::from(accepted), Relaxed);
@@ -242,6 +245,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
     });
     toktra_agent::runner::preflight(&agent_config, store.as_ref())?;
     let classifier: Arc<dyn Classifier> = Arc::new(CatalogClassifier::embedded());
+    let (ready_tx, ready_rx) = mpsc::channel(64);
     let shared = Arc::new(Shared {
         config: config.clone(),
         state_dir: state_dir.clone(),
@@ -250,16 +254,12 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
         extension_events: AtomicU64::new(0),
         extension_rejected: AtomicU64::new(0),
         notifications: Mutex::new(Notifications::default()),
-        extension_spool: Mutex::new(None),
+        ready: ready_tx,
         classifier: classifier.clone(),
-        spool_limits: SpoolLimits {
-            max_bytes: agent_config.spool_max_bytes,
-            max_age_secs: agent_config.spool_max_age_secs,
-        },
     });
 
     let pipe_task = tokio::spawn(pipe::serve(Arc::new(PipeHandler(shared.clone())), shutdown.clone()));
-    let (flows_tx, flows_rx) = tokio::sync::mpsc::channel(4096);
+    let (flows_tx, flows_rx) = mpsc::channel(4096);
     let capture_status = Arc::new(Mutex::new(Some("probing for the capture driver".to_owned())));
     let poller = tokio::spawn(crate::driver::poll(
         shared.clone(),
@@ -287,7 +287,7 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
             }
         }
     };
-    let result = toktra_agent::runner::run(parts, stop).await.context("agent pipeline");
+    let result = toktra_agent::runner::run_with_events(parts, ready_rx, stop).await.context("agent pipeline");
     poller.abort();
     match pipe_task.await {
         Ok(Err(e)) => tracing::error!("service pipe: {e:#}"),

@@ -20,7 +20,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -34,7 +34,7 @@ pub fn budget_line(budget: &BudgetStatus, user: Option<&str>) -> Option<String> 
         None => budget.entries.iter().find(|e| e.user.is_none()),
     }
     .or_else(|| budget.entries.first())?;
-    let pct = if e.limit == 0 { 100 } else { e.used.saturating_mul(100) / e.limit };
+    let pct = e.used.saturating_mul(100).checked_div(e.limit).unwrap_or(100);
     let scope = e.department.as_deref().unwrap_or("Organization");
     let state = match e.state {
         BudgetState::Ok => "",
