@@ -55,22 +55,8 @@ pub struct UsageRow {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceStatus {
-    Pending,
-    Enrolled,
-    Locked,
-}
-
-impl DeviceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Pending => "pending",
-            DeviceStatus::Enrolled => "enrolled",
-            DeviceStatus::Locked => "locked",
-        }
-    }
-}
+/// The store's device status: the dashboard shows exactly what is stored.
+pub use crate::store::DeviceStatus;
 
 #[derive(Debug, Clone)]
 pub struct DeviceRow {

@@ -220,11 +220,7 @@ impl DashboardData for StoreData {
                 hostname: d.hostname.unwrap_or_else(|| d.id.clone()),
                 platform: d.platform.unwrap_or_else(|| "—".into()),
                 agent_version: d.agent_version.unwrap_or_else(|| "—".into()),
-                status: match d.status {
-                    store::DeviceStatus::Pending => DeviceStatus::Pending,
-                    store::DeviceStatus::Enrolled => DeviceStatus::Enrolled,
-                    store::DeviceStatus::Locked => DeviceStatus::Locked,
-                },
+                status: d.status,
                 cert_expires_at: d.cert_expires_at,
                 last_seen: d.last_seen,
                 id: d.id,

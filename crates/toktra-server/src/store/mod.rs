@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use toktra_proto::FlowEvent;
 use uuid::Uuid;
 
+#[macro_use]
+mod sql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -32,6 +34,22 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// A unique, primary-key or foreign-key constraint refused the write (either
+    /// dialect).
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            StoreError::Postgres(sqlx::Error::Database(db)) => {
+                db.is_unique_violation() || db.is_foreign_key_violation()
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -329,81 +347,4 @@ pub(crate) fn rollup<'a>(
         v.3 += e.cost_usd;
     }
     map.into_iter().collect()
-}
-
-/// The usage query, shared by both dialects (`$n` parameters; SQLite's `?n` are the
-/// same with another sigil). `bucket` is the dialect's period expression over `u.hour`.
-pub(crate) fn usage_sql(bucket: &str) -> String {
-    format!(
-        "WITH b AS ({}) \
-         SELECT b.bucket, b.org_id, b.user_id, b.provider, b.product, b.requests, b.input_tokens, b.output_tokens, b.cost_usd, us.email \
-         FROM b LEFT JOIN users us ON us.org_id = b.org_id AND us.user_id = b.user_id \
-         WHERE ($8 IS NULL OR (b.bucket, b.org_id, b.user_id, b.provider, b.product) > ($8, $9, $10, $11, $12)) \
-         ORDER BY b.bucket, b.org_id, b.user_id, b.provider, b.product LIMIT $13",
-        grouped_sql(bucket)
-    )
-}
-
-pub(crate) fn usage_count_sql(bucket: &str) -> String {
-    format!("SELECT COUNT(*) FROM ({}) b", grouped_sql(bucket))
-}
-
-fn grouped_sql(bucket: &str) -> String {
-    format!(
-        "SELECT {bucket} AS bucket, u.org_id, u.user_id, u.provider, u.product, \
-         CAST(SUM(u.requests) AS BIGINT) AS requests, CAST(SUM(u.input_tokens) AS BIGINT) AS input_tokens, \
-         CAST(SUM(u.output_tokens) AS BIGINT) AS output_tokens, SUM(u.cost_usd) AS cost_usd \
-         FROM usage_hourly u \
-         WHERE ($1 IS NULL OR u.org_id = $1) AND ($2 IS NULL OR u.hour >= $2) AND ($3 IS NULL OR u.hour < $3) \
-         AND ($4 IS NULL OR u.user_id = $4) AND ($5 IS NULL OR u.provider = $5) AND ($6 IS NULL OR u.product = $6) \
-         AND ($7 IS NULL OR u.user_id IN (SELECT us.user_id FROM users us WHERE us.org_id = u.org_id AND us.department = $7)) \
-         GROUP BY 1, u.org_id, u.user_id, u.provider, u.product"
-    )
-}
-
-pub(crate) struct UsageArgs {
-    pub org: Option<String>,
-    pub start: Option<i64>,
-    pub end: Option<i64>,
-    pub user: Option<String>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub department: Option<String>,
-    pub c_bucket: Option<i64>,
-    pub c_org: Option<String>,
-    pub c_user: Option<String>,
-    pub c_provider: Option<String>,
-    pub c_product: Option<String>,
-    pub limit: i64,
-}
-
-impl UsageArgs {
-    pub fn new(q: &UsageQuery) -> Self {
-        Self {
-            org: q.org_id.clone(),
-            start: q.start.map(|t| t.timestamp()),
-            end: q.end.map(|t| t.timestamp()),
-            user: q.user_id.clone(),
-            provider: q.provider.clone(),
-            model: q.model.clone(),
-            department: q.department.clone(),
-            c_bucket: q.after.as_ref().map(|c| c.bucket),
-            c_org: q.after.as_ref().map(|c| c.org.clone()),
-            c_user: q.after.as_ref().map(|c| c.user.clone()),
-            c_provider: q.after.as_ref().map(|c| c.provider.clone()),
-            c_product: q.after.as_ref().map(|c| c.product.clone()),
-            limit: q.limit as i64,
-        }
-    }
-}
-
-/// `rows` holds up to `limit + 1` rows: the extra one only tells that there is more.
-pub(crate) fn page(mut rows: Vec<UsageRow>, limit: u32, total_count: i64) -> UsagePage {
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    UsagePage {
-        rows,
-        has_more,
-        total_count,
-    }
 }
