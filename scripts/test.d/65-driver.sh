@@ -4,8 +4,9 @@
 # then under Wine, with the WFP stand-in fwpkclnt.sys (test scaffolding): the driver
 # loads as a kernel service, registers the expected callouts and inspection filters,
 # turns synthetic flows built from a real openssl ClientHello (split at every byte
-# boundary) into the right events, which a user-mode reader gets through
-# DeviceIoControl; the ring overflows gracefully; `sc stop` unloads it and leaves no
+# boundary) and from real QUIC v1/v2 client Initials (a Chromium hello split over two)
+# into the right events, which a user-mode reader gets through DeviceIoControl; the
+# ring overflows gracefully; `sc stop` unloads it and leaves no
 # registration behind.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -80,6 +81,16 @@ for cmd in version connect "splits $(wine_path "$OUT/hello.bin") api.openai.com 
   cat "$OUT/test-${cmd%% *}.log"
 done
 [ $suite_fail = 0 ] || fail "wfp-driver-test reported failures (logs in $OUT)"
+echo "== real QUIC Initials (Chromium's hello split over two Initials, QUIC v1 and v2)"
+driver_quic_initials "$OUT/quic" || fail "making the QUIC Initial datagrams"
+q() { wine_path "$OUT/quic/chromium-two-initials-$1.bin"; }
+# v1: every Initial through the datagram layer; v2: the first one copied at connect.
+for args in "301 - $(q v1-0) $(q v1-1)" "302 $(q v2-0) $(q v2-1)"; do
+  # shellcheck disable=SC2086
+  { w "$TEST" quic-flow $args && w "$TEST" expect-quic $args; } >"$OUT/test-quic-${args%% *}.log" || suite_fail=1
+  cat "$OUT/test-quic-${args%% *}.log"
+done
+[ $suite_fail = 0 ] || fail "QUIC Initials through the driver (logs in $OUT)"
 driver_feed "$OUT/hello.bin" 3 >"$OUT/feed.log" || { cat "$OUT/feed.log"; fail "driver_feed"; }
 driver_test expect-fed 3 api.openai.com || fail "events of driver_feed"
 

@@ -4,7 +4,9 @@
 # ToktraAgent.exe (the real service binary, run in its console mode) drains the driver
 # through DeviceIoControl, enrolls with a `toktra up` server running on Linux and
 # uploads them over mTLS; the server's usage API then shows them, attributed to the
-# user SID the flows carried.
+# user SID the flows carried. Then two QUIC flows from real client Initials (QUIC v1
+# and v2, a Chromium hello split over two Initials): the agent decrypts the driver's
+# datagram copies and the server stores them with transport quic and provider openai.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -81,6 +83,36 @@ usage >"$OUT/usage.json"
 jq -e '[.items[] | select(.provider == "openai" and .user_id == "S-1-5-21-1-2-3-1001") | .total_requests] | add == 3' \
   "$OUT/usage.json" >/dev/null || { cat "$OUT/usage.json"; tail -20 "$OUT/agent.log"; fail "the server does not show the 3 OpenAI flows of S-1-5-21-1-2-3-1001"; }
 echo "ok 3 flows seen by the driver under Wine are on the Linux server (provider openai, user S-1-5-21-1-2-3-1001)"
+
+echo "== QUIC: real client Initials (Chromium's hello in two Initials, v1 and v2) decrypted by ToktraAgent.exe"
+driver_quic_initials "$OUT/quic" >"$OUT/quic-initials.log" || { cat "$OUT/quic-initials.log"; fail "making the QUIC Initials"; }
+q() { wine_path "$OUT/quic/chromium-two-initials-$1.bin"; }
+# v1: both Initials through the datagram layer; v2: the first copied at connect time,
+# before the flow had an id, so the agent must join it to the flow.
+driver_test quic-flow 401 - "$(q v1-0)" "$(q v1-1)" >"$OUT/quic-feed.log" &&
+  driver_test quic-flow 402 "$(q v2-0)" "$(q v2-1)" >>"$OUT/quic-feed.log" ||
+  { cat "$OUT/quic-feed.log"; fail "feeding the QUIC flows"; }
+quic_events() {
+  python3 - "$OUT/up/server/toktra.db" <<'PY'
+import json, sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = db.execute("SELECT transport, provider, sni, alpn, ja4, user_name, bytes_out FROM events WHERE transport = 'quic'").fetchall()
+print(json.dumps([dict(zip(["transport", "provider", "sni", "alpn", "ja4", "user", "bytes_out"], r)) for r in rows]))
+PY
+}
+for _ in $(seq 120); do
+  [ "$(quic_events | jq length)" -ge 2 ] && break
+  sleep 0.5
+done
+quic_events >"$OUT/quic-events.json"
+jq -e 'length == 2 and all(.[]; .transport == "quic" and .provider == "openai" and .sni == "api.openai.com"
+         and (.ja4 | startswith("q13")) and .user == "S-1-5-21-1-2-3-1001") and ([.[].bytes_out] | sort) == [1200, 2400]' \
+  "$OUT/quic-events.json" >/dev/null ||
+  { cat "$OUT/quic-events.json"; tail -20 "$OUT/agent.log"; fail "the server does not hold the 2 QUIC flows (transport quic, provider openai, SNI api.openai.com)"; }
+usage >"$OUT/usage-after-quic.json"
+jq -e '[.items[] | select(.provider == "openai" and .user_id == "S-1-5-21-1-2-3-1001") | .total_requests] | add == 5' \
+  "$OUT/usage-after-quic.json" >/dev/null || { cat "$OUT/usage-after-quic.json"; fail "usage API does not count the QUIC flows"; }
+echo "ok 2 QUIC flows (v1, v2; hello over two Initials) decrypted from the driver's copies: transport quic, provider openai, $(jq -r '.[0].ja4' "$OUT/quic-events.json")"
 
 driver_stop || fail "ToktraWFP did not stop"
 echo "66-driver-e2e: all passed"

@@ -16,6 +16,13 @@
  *   wfp-driver-test feed HELLO N           N complete TLS flows, events left in the ring
  *                                          for another reader (ToktraAgent.exe end-to-end)
  *   wfp-driver-test expect-fed N SNI       what `feed` left: N connects, hellos, flow ends
+ *   wfp-driver-test quic-flow ID FIRST|- DATAGRAM...
+ *                                          one UDP/443 flow with real client Initials: ALE
+ *                                          connect carrying FIRST (or no datagram), then
+ *                                          each DATAGRAM outbound, one inbound, delete;
+ *                                          events left in the ring for another reader
+ *   wfp-driver-test expect-quic ID FIRST|- DATAGRAM...
+ *                                          what `quic-flow` left: the copies byte-exact
  */
 #include <windows.h>
 #include <stdint.h>
@@ -397,6 +404,68 @@ static int cmd_leave_flows(int n) {
   return failures;
 }
 
+static uint32_t quic_local_port(uint64_t flow) { return 50000 + (uint32_t)(flow % 10000); }
+
+static int cmd_quic_flow(uint64_t flow, const char *first, int n, char **files) {
+  uint32_t len;
+  struct standin_request *rq;
+  if (strcmp(first, "-")) {
+    uint8_t *d = read_file(first, &len);
+    rq = req(STANDIN_ALE_CONNECT, 0, 17, 443, d, len);
+    free(d);
+  } else {
+    rq = req(STANDIN_ALE_CONNECT, 0, 17, 443, NULL, 0);
+  }
+  rq->local_port = quic_local_port(flow); /* the connect's addresses are the flow's */
+  play_checked(rq);
+  play_checked(req(STANDIN_FLOW_ESTABLISHED, flow, 17, 443, NULL, 0));
+  for (int i = 0; i < n; i++) {
+    uint8_t *d = read_file(files[i], &len);
+    rq = req(STANDIN_DATAGRAM, flow, 17, 443, d, len);
+    rq->mdl_split = len / 3;
+    play_checked(rq);
+    free(d);
+  }
+  uint8_t in[1200];
+  memset(in, 0x5a, sizeof in);
+  rq = req(STANDIN_DATAGRAM, flow, 17, 443, in, sizeof in);
+  rq->inbound = 1;
+  play_checked(rq);
+  play_checked(req(STANDIN_FLOW_DELETE, flow, 17, 443, NULL, 0));
+  printf("fed quic flow %llu with %d datagram(s)%s\n", (unsigned long long)flow, n, strcmp(first, "-") ? " and one at connect" : "");
+  return failures;
+}
+
+static int cmd_expect_quic(uint64_t flow, const char *first, int n, char **files) {
+  static event_record ev[64];
+  int got = drain(ev, 64), copies = 0, intact = 0, at_connect = 0;
+  uint64_t sent = 0;
+  const event_record *end = NULL;
+  for (int i = 0; i < got; i++) {
+    if (ev[i].kind == K_FLOW_END && ev[i].flow_id == flow) end = &ev[i];
+    if (ev[i].kind != K_QUIC) continue;
+    if (ev[i].flow_id == 0) {
+      uint32_t len;
+      uint8_t *d = strcmp(first, "-") ? read_file(first, &len) : NULL;
+      at_connect += d && ev[i].payload_len == len && !memcmp(ev[i].payload, d, len) && ev[i].local_port == quic_local_port(flow);
+      free(d);
+      continue;
+    }
+    if (ev[i].flow_id != flow || copies >= n) continue;
+    uint32_t len;
+    uint8_t *d = read_file(files[copies], &len);
+    intact += ev[i].payload_len == len && !memcmp(ev[i].payload, d, len) && !(ev[i].flags & F_PAYLOAD_TRUNCATED) && same_identity(&ev[i]);
+    copies++;
+    free(d);
+  }
+  for (int i = 0; i < n; i++) { uint32_t len; free(read_file(files[i], &len)); sent += len; }
+  CHECK("quic-initials-copied-byte-exact", copies == n && intact == n && at_connect == (strcmp(first, "-") ? 1 : 0),
+        "%d events: %d copies (%d intact) of %d, %d at connect", got, copies, intact, n, at_connect);
+  CHECK("quic-flow-end", end && end->ip_protocol == 17 && end->bytes_out == sent && end->bytes_in == 1200 && same_identity(end),
+        "end %p out %llu (want %llu)", (void *)end, end ? (unsigned long long)end->bytes_out : 0ULL, (unsigned long long)sent);
+  return failures;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   if (argc < 2) { fprintf(stderr, "usage: see the header of driver-test.c\n"); return 100; }
@@ -412,6 +481,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "expect-fed") && argc == 4) return cmd_expect_fed(atoi(argv[2]), argv[3]);
   if (!strcmp(argv[1], "feed") && argc == 4) return cmd_feed(argv[2], atoi(argv[3]));
   if (!strcmp(argv[1], "leave-flows") && argc == 3) return cmd_leave_flows(atoi(argv[2]));
+  if (!strcmp(argv[1], "quic-flow") && argc >= 5) return cmd_quic_flow(strtoull(argv[2], NULL, 10), argv[3], argc - 4, argv + 4);
+  if (!strcmp(argv[1], "expect-quic") && argc >= 5) return cmd_expect_quic(strtoull(argv[2], NULL, 10), argv[3], argc - 4, argv + 4);
   fprintf(stderr, "unknown command %s\n", argv[1]);
   return 100;
 }

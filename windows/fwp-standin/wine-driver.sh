@@ -9,6 +9,9 @@
 #   driver_capture_hello FILE        a real ClientHello (openssl s_client -> loopback)
 #   driver_install                   copy, sc create, restart the session, sc start
 #   driver_feed FILE N               N complete TLS flows whose events wait in the ring
+#   driver_quic_initials DIR         real client QUIC Initials, from the committed Chromium
+#                                    fixtures (a hello split over two Initials, v1 and v2):
+#                                    DIR/chromium-two-initials-v{1,2}-{0,1}.bin
 #   driver_test ARGS...              wfp-driver-test.exe ARGS (see driver-test.c)
 #   driver_stop                      sc stop and wait for STOPPED
 
@@ -60,6 +63,16 @@ driver_install() {
 }
 
 driver_test() { driver_w "$DRIVER_TEST_EXE" "$@"; }
+
+driver_quic_initials() {
+  local dir=$1 seed
+  mkdir -p "$dir"
+  for seed in chromium-two-initials-v1 chromium-two-initials-v2; do
+    CARGO_TARGET_DIR="$DRIVER_ROOT/target/windows-wfp-host" nice -n 10 cargo run -q \
+      --manifest-path "$DRIVER_ROOT/windows/test-scaffolding/quic-initials/Cargo.toml" -- \
+      "$DRIVER_ROOT/fuzz/seeds/quic_initial/$seed" "$dir/$seed" || return 1
+  done
+}
 
 driver_feed() { driver_test feed "$(wine_path "$1")" "$2"; }
 
