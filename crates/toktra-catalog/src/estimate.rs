@@ -11,12 +11,13 @@
 //!   Gemini). The count of server records, minus the handshake's and the framing
 //!   events', times tokens per event of the entry's API shape.
 //!
-//! For a streamed response `estimate` uses the record-aware method, which takes each
-//! event's envelope bytes off before applying a text ratio (see
-//! [`output_tokens_streamed`]); `scripts/bench-estimate` measures all of them on a
-//! captured corpus and the constants below come from that calibration.
+//! For a streamed response `estimate` combines both (see [`output_tokens_streamed`]):
+//! it works out how many events the stream had, takes their envelopes off the body
+//! and applies the text ratio. `scripts/bench-estimate` measures all of them on a
+//! captured corpus; the transport constants below and each API shape's profile (the
+//! catalog's `[shape.*]` tables) come from that calibration.
 
-use crate::model::{ApiShape, Entry};
+use crate::model::{Entry, ShapeProfile};
 
 /// What the flow tracker measured for one TLS-over-TCP connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,69 +112,6 @@ const PLAIN_RECORDS_H2: u64 = 5;
 pub const EVENT_TRANSFER_BYTES_H1: u64 = 7;
 pub const EVENT_TRANSFER_BYTES_H2: u64 = 9;
 
-/// What an API shape adds around the tokens, measured on the corpus
-/// (`scripts/bench-estimate` prints these as "calibration").
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ShapeProfile {
-    /// One request's headers as the official SDK sends them (HTTP/1.1, HTTP/2).
-    pub request_header_bytes: (u64, u64),
-    /// The response headers the service sends (HTTP/1.1, HTTP/2).
-    pub response_header_bytes: (u64, u64),
-    /// A plain JSON response's bytes other than the answer text.
-    pub plain_envelope_bytes: u64,
-    /// Events of a stream that carry no text (start, stop, usage, `[DONE]`) ...
-    pub stream_framing_records: u64,
-    /// ... and their bytes.
-    pub stream_framing_bytes: u64,
-    /// Bytes of one content event that are not its text (SSE line, JSON envelope).
-    pub event_envelope_bytes: u64,
-    /// Tokens of text one content event carries, on average.
-    pub tokens_per_event: f64,
-}
-
-/// The profile of an API shape. `Other` (chat apps, coding assistants, unknown APIs)
-/// takes values between the measured ones; it is a guide, not a calibration.
-pub fn shape_profile(shape: ApiShape) -> ShapeProfile {
-    match shape {
-        ApiShape::OpenAi => ShapeProfile {
-            request_header_bytes: (700, 610),
-            response_header_bytes: (1_080, 790),
-            plain_envelope_bytes: 805,
-            stream_framing_records: 4,
-            stream_framing_bytes: 1_160,
-            event_envelope_bytes: 309,
-            tokens_per_event: 1.0,
-        },
-        ApiShape::Anthropic => ShapeProfile {
-            request_header_bytes: (660, 585),
-            response_header_bytes: (1_350, 970),
-            plain_envelope_bytes: 327,
-            stream_framing_records: 6,
-            stream_framing_bytes: 775,
-            event_envelope_bytes: 115,
-            tokens_per_event: 4.45,
-        },
-        ApiShape::Gemini => ShapeProfile {
-            request_header_bytes: (405, 390),
-            response_header_bytes: (365, 270),
-            plain_envelope_bytes: 516,
-            stream_framing_records: 0,
-            stream_framing_bytes: 0,
-            event_envelope_bytes: 295,
-            tokens_per_event: 33.9,
-        },
-        ApiShape::Other => ShapeProfile {
-            request_header_bytes: (600, 530),
-            response_header_bytes: (900, 680),
-            plain_envelope_bytes: 500,
-            stream_framing_records: 3,
-            stream_framing_bytes: 600,
-            event_envelope_bytes: 200,
-            tokens_per_event: 1.0,
-        },
-    }
-}
-
 /// Picks the HTTP/1.1 or HTTP/2 value; the mean when the version is unknown.
 fn by_http(http: HttpVersion, (h1, h2): (u64, u64)) -> u64 {
     match http {
@@ -193,36 +131,30 @@ fn tokens(bytes: f64, per_token: f64) -> u64 {
 
 /// Request body bytes: `bytes_out` less the handshake, the TLS overhead (client
 /// records are not counted; one per 16 KiB is assumed) and the request headers.
-pub fn request_body_bytes(shape: ApiShape, flow: &FlowBytes) -> u64 {
+pub fn request_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_out.saturating_sub(CLIENT_HANDSHAKE_BYTES);
     let records = after_handshake.div_ceil(16 * 1024).max(1);
     after_handshake
         .saturating_sub(records * TLS_RECORD_OVERHEAD)
-        .saturating_sub(by_http(
-            flow.http,
-            shape_profile(shape).request_header_bytes,
-        ))
+        .saturating_sub(by_http(flow.http, entry.profile.request_header_bytes))
 }
 
 /// Response bytes after the handshake, the TLS overhead of every server record and
 /// the response headers: the HTTP body with its transfer framing.
-pub fn response_body_bytes(shape: ApiShape, flow: &FlowBytes) -> u64 {
+pub fn response_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_in.saturating_sub(SERVER_HANDSHAKE_BYTES);
     let records = flow
         .records_in
         .unwrap_or_else(|| after_handshake.div_ceil(16 * 1024).max(1) + 3);
     after_handshake
         .saturating_sub(records * TLS_RECORD_OVERHEAD)
-        .saturating_sub(by_http(
-            flow.http,
-            shape_profile(shape).response_header_bytes,
-        ))
+        .saturating_sub(by_http(flow.http, entry.profile.response_header_bytes))
 }
 
 /// Input tokens: request body bytes over the entry's request ratio.
 pub fn input_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     tokens(
-        request_body_bytes(entry.api_shape, flow) as f64,
+        request_body_bytes(entry, flow) as f64,
         entry.request_bytes_per_token,
     )
 }
@@ -230,46 +162,57 @@ pub fn input_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
 /// Output tokens of a plain JSON response: body bytes less the shape's JSON envelope,
 /// over the entry's response (text) ratio.
 pub fn output_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
-    let text = response_body_bytes(entry.api_shape, flow)
-        .saturating_sub(shape_profile(entry.api_shape).plain_envelope_bytes);
+    let text = response_body_bytes(entry, flow).saturating_sub(entry.profile.plain_envelope_bytes);
     tokens(text as f64, entry.response_bytes_per_token)
 }
 
 /// Server records that carry answer text: all but the overhead and framing records.
-fn content_events(shape: ApiShape, flow: &FlowBytes) -> Option<u64> {
+fn content_records(profile: &ShapeProfile, flow: &FlowBytes) -> Option<u64> {
     let overhead = by_http(
         flow.http,
         (SERVER_OVERHEAD_RECORDS_H1, SERVER_OVERHEAD_RECORDS_H2),
-    ) + shape_profile(shape).stream_framing_records;
+    ) + profile.stream_framing_records;
     Some(flow.records_in?.saturating_sub(overhead))
 }
 
-/// Output tokens of a streamed response by counting records alone: content events ×
+/// Output tokens of a streamed response by counting records alone: content records ×
 /// the shape's tokens per event. `None` when the source did not count records.
 pub fn output_tokens_by_records(entry: &Entry, flow: &FlowBytes) -> Option<u64> {
-    let events = content_events(entry.api_shape, flow)?;
-    Some(tokens(
-        events as f64 * shape_profile(entry.api_shape).tokens_per_event,
-        1.0,
-    ))
+    let events = content_records(&entry.profile, flow)?;
+    Some(tokens(events as f64 * entry.profile.tokens_per_event, 1.0))
 }
 
-/// Output tokens of a streamed response from records and bytes together: the body
-/// less the framing events and each content event's envelope and transfer framing,
-/// over the entry's text ratio. It holds whether an event carries one token or
-/// forty, where counting records alone cannot.
+/// Output tokens of a streamed response from records and bytes together.
+///
+/// The body of a stream is `events × envelope + text`. Knowing how many content
+/// events there were turns the body into text bytes, and text bytes over the
+/// entry's ratio into tokens. The events are counted two ways, blended by the
+/// shape's `events_from_records`:
+///
+/// * from the bytes: `body / (envelope + tokens_per_event × bytes_per_token)`. Exact
+///   where every event carries the same few tokens under a large envelope (OpenAI:
+///   one token under ~300 bytes), where one record more or less, or an envelope off
+///   by one byte, would move a bytes-minus-records estimate by a quarter;
+/// * from the records: one record per event, as servers flush each SSE event. Right
+///   where events are few, large and uneven (Gemini), where no average holds.
+///
+/// `None` when the source did not count records.
 pub fn output_tokens_streamed(entry: &Entry, flow: &FlowBytes) -> Option<u64> {
-    let profile = shape_profile(entry.api_shape);
-    let events = content_events(entry.api_shape, flow)?;
-    let per_event = profile.event_envelope_bytes
+    let profile = &entry.profile;
+    let by_records = content_records(profile, flow)? as f64;
+    let per_event = (profile.event_envelope_bytes
         + by_http(
             flow.http,
             (EVENT_TRANSFER_BYTES_H1, EVENT_TRANSFER_BYTES_H2),
-        );
-    let text = response_body_bytes(entry.api_shape, flow)
-        .saturating_sub(profile.stream_framing_bytes)
-        .saturating_sub(events.saturating_mul(per_event));
-    Some(tokens(text as f64, entry.response_bytes_per_token).max(events))
+        )) as f64;
+    let body = response_body_bytes(entry, flow).saturating_sub(profile.stream_framing_bytes) as f64;
+    let ratio = entry.response_bytes_per_token;
+    let by_bytes = body / (per_event + profile.tokens_per_event * ratio);
+    let w = profile.events_from_records.clamp(0.0, 1.0);
+    let events = w * by_records + (1.0 - w) * by_bytes;
+    let text = (body - events * per_event).max(0.0);
+    // Every content event carries at least one token.
+    Some(tokens(text, ratio).max(events.round() as u64))
 }
 
 /// Whether the server's records look like a stream: more records than a plain

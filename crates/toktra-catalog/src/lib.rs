@@ -27,14 +27,14 @@ mod model;
 pub use estimate::{
     CLIENT_HANDSHAKE_BYTES, EVENT_TRANSFER_BYTES_H1, EVENT_TRANSFER_BYTES_H2, FlowBytes,
     HttpVersion, OutputMethod, SERVER_HANDSHAKE_BYTES, SERVER_OVERHEAD_RECORDS_H1,
-    SERVER_OVERHEAD_RECORDS_H2, STREAM_MAX_MEAN_RECORD, STREAM_MIN_EXTRA_RECORDS, ShapeProfile,
+    SERVER_OVERHEAD_RECORDS_H2, STREAM_MAX_MEAN_RECORD, STREAM_MIN_EXTRA_RECORDS,
     TLS_RECORD_OVERHEAD, TokenEstimate, estimate, input_tokens_by_bytes, looks_streamed,
     output_tokens_by_bytes, output_tokens_by_records, output_tokens_streamed, request_body_bytes,
-    response_body_bytes, shape_profile,
+    response_body_bytes,
 };
 pub use model::{
     ApiShape, CatalogError, Category, Entry, EntryProblem, RuleProblem, SUPPORTED_SCHEMA,
-    Specificity, UnknownName,
+    ShapeProblem, ShapeProfile, Specificity, UnknownName,
 };
 
 use index::Index;

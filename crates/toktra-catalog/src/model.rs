@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -147,6 +147,51 @@ pub struct Entry {
     pub price_model: Option<String>,
     /// The host rules, normalized (lower-case, no trailing dot).
     pub hosts: Vec<String>,
+    /// What the entry's API shape wraps around the tokens (the catalog's
+    /// `[shape.<api_shape>]` table), for the estimators.
+    pub profile: ShapeProfile,
+}
+
+/// What an API shape adds around the tokens: headers, JSON envelopes, SSE events.
+/// Measured on the captured corpus (`scripts/bench-estimate` prints the raw figures as
+/// "calibration") and kept in `catalog.toml` as `[shape.<name>]`, so a recalibration
+/// is a data edit with a new catalog version, not a code change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShapeProfile {
+    /// One request's headers as the official SDK sends them (HTTP/1.1, HTTP/2).
+    pub request_header_bytes: (u64, u64),
+    /// The response headers the service sends (HTTP/1.1, HTTP/2).
+    pub response_header_bytes: (u64, u64),
+    /// A plain JSON response's bytes other than the answer text.
+    pub plain_envelope_bytes: u64,
+    /// Events of a stream that carry no text (start, stop, usage, `[DONE]`) ...
+    pub stream_framing_records: u64,
+    /// ... and their bytes.
+    pub stream_framing_bytes: u64,
+    /// Bytes of one content event that are not its text (SSE line, JSON envelope).
+    pub event_envelope_bytes: u64,
+    /// Tokens of text one content event carries, on average.
+    pub tokens_per_event: f64,
+    /// How far the count of server records, rather than the bytes at
+    /// `tokens_per_event`, decides how many content events a stream had: 0 trusts
+    /// the bytes (a steady number of tokens per event under a large envelope:
+    /// OpenAI, Anthropic), 1 the records (few, large, uneven events: Gemini).
+    pub events_from_records: f64,
+}
+
+impl ShapeProfile {
+    /// For a shape the catalog has no `[shape.*]` table for: values between the
+    /// measured shapes. A guide, not a calibration.
+    pub const GUIDE: ShapeProfile = ShapeProfile {
+        request_header_bytes: (600, 530),
+        response_header_bytes: (900, 680),
+        plain_envelope_bytes: 500,
+        stream_framing_records: 3,
+        stream_framing_bytes: 600,
+        event_envelope_bytes: 200,
+        tokens_per_event: 1.0,
+        events_from_records: 0.5,
+    };
 }
 
 /// Why the catalog file was refused. Each names the entry (by position and id) so the
@@ -173,6 +218,11 @@ pub enum CatalogError {
         id: String,
         first: usize,
         second: usize,
+    },
+    #[error("[shape.{shape}]: {problem}")]
+    Shape {
+        shape: String,
+        problem: ShapeProblem,
     },
     #[error("host rule {rule:?} appears in entry {first:?} and again in entry {second:?}")]
     DuplicateRule {
@@ -203,6 +253,20 @@ pub enum EntryProblem {
     NoHosts,
     #[error("host rule {rule:?}: {reason}")]
     BadRule { rule: String, reason: RuleProblem },
+}
+
+/// What is wrong with one `[shape.*]` table.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShapeProblem {
+    #[error("is not an API shape; use one of openai, anthropic, gemini, other")]
+    UnknownShape,
+    #[error("`{field}` = {value} is outside {min}..={max}")]
+    OutOfRange {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
 }
 
 /// What is wrong with one host rule.
@@ -388,7 +452,77 @@ struct RawCatalog {
     schema: u32,
     version: String,
     #[serde(default)]
+    shape: BTreeMap<String, RawShape>,
+    #[serde(default)]
     entry: Vec<RawEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShape {
+    request_header_bytes: [u64; 2],
+    response_header_bytes: [u64; 2],
+    plain_envelope_bytes: u64,
+    stream_framing_records: u64,
+    stream_framing_bytes: u64,
+    event_envelope_bytes: u64,
+    tokens_per_event: f64,
+    events_from_records: f64,
+}
+
+/// Bytes of framing or headers above this are a typo.
+const MAX_SHAPE_BYTES: u64 = 64 * 1024;
+
+fn check_shape(raw: &RawShape) -> Result<ShapeProfile, ShapeProblem> {
+    let bytes = [
+        ("request_header_bytes", raw.request_header_bytes[0]),
+        ("request_header_bytes", raw.request_header_bytes[1]),
+        ("response_header_bytes", raw.response_header_bytes[0]),
+        ("response_header_bytes", raw.response_header_bytes[1]),
+        ("plain_envelope_bytes", raw.plain_envelope_bytes),
+        ("stream_framing_bytes", raw.stream_framing_bytes),
+        ("event_envelope_bytes", raw.event_envelope_bytes),
+    ];
+    for (field, value) in bytes {
+        if value > MAX_SHAPE_BYTES {
+            return Err(ShapeProblem::OutOfRange {
+                field,
+                value: value as f64,
+                min: 0.0,
+                max: MAX_SHAPE_BYTES as f64,
+            });
+        }
+    }
+    let reals = [
+        (
+            "stream_framing_records",
+            raw.stream_framing_records as f64,
+            0.0,
+            64.0,
+        ),
+        ("tokens_per_event", raw.tokens_per_event, 0.1, 1_000.0),
+        ("events_from_records", raw.events_from_records, 0.0, 1.0),
+    ];
+    for (field, value, min, max) in reals {
+        if !(value.is_finite() && (min..=max).contains(&value)) {
+            return Err(ShapeProblem::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            });
+        }
+    }
+    Ok(ShapeProfile {
+        request_header_bytes: (raw.request_header_bytes[0], raw.request_header_bytes[1]),
+        response_header_bytes: (raw.response_header_bytes[0], raw.response_header_bytes[1]),
+        plain_envelope_bytes: raw.plain_envelope_bytes,
+        stream_framing_records: raw.stream_framing_records,
+        stream_framing_bytes: raw.stream_framing_bytes,
+        event_envelope_bytes: raw.event_envelope_bytes,
+        tokens_per_event: raw.tokens_per_event,
+        events_from_records: raw.events_from_records,
+    })
 }
 
 #[derive(Deserialize)]
@@ -503,6 +637,8 @@ fn check_entry(raw: RawEntry) -> Result<(Entry, Vec<HostRule>), EntryProblem> {
         price_output_per_mtok: raw.price_output_per_mtok,
         price_model,
         hosts: rules.iter().map(|r| r.text.clone()).collect(),
+        // Filled in by parse_catalog once the [shape.*] tables are read.
+        profile: ShapeProfile::GUIDE,
     };
     Ok((entry, rules))
 }
@@ -522,6 +658,17 @@ pub fn parse_catalog(text: &str) -> Result<ParsedCatalog, CatalogError> {
     if raw.entry.is_empty() {
         return Err(CatalogError::NoEntries);
     }
+    let mut profiles: HashMap<ApiShape, ShapeProfile> = HashMap::new();
+    for (name, raw_shape) in &raw.shape {
+        let shape_error = |problem| CatalogError::Shape {
+            shape: name.clone(),
+            problem,
+        };
+        let shape = name
+            .parse::<ApiShape>()
+            .map_err(|_| shape_error(ShapeProblem::UnknownShape))?;
+        profiles.insert(shape, check_shape(raw_shape).map_err(shape_error)?);
+    }
     let mut entries = Vec::with_capacity(raw.entry.len());
     let mut rules = Vec::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
@@ -529,12 +676,16 @@ pub fn parse_catalog(text: &str) -> Result<ParsedCatalog, CatalogError> {
     for (i, raw_entry) in raw.entry.into_iter().enumerate() {
         let index = i + 1;
         let id = raw_entry.id.clone();
-        let (entry, entry_rules) =
+        let (mut entry, entry_rules) =
             check_entry(raw_entry).map_err(|problem| CatalogError::Entry {
                 index,
                 id: id.clone(),
                 problem,
             })?;
+        entry.profile = profiles
+            .get(&entry.api_shape)
+            .copied()
+            .unwrap_or(ShapeProfile::GUIDE);
         if let Some(&first) = ids.get(&entry.id) {
             return Err(CatalogError::DuplicateId {
                 id,
