@@ -84,8 +84,9 @@ fn query<T>(r: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     r.map(|Query(v)| v).map_err(|e| bad_request(e.body_text()))
 }
 
+// Deserialize: `toktra admin --server` reads it back.
 /// Error body of every 4xx/5xx.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub error: String,
@@ -119,29 +120,40 @@ pub struct UsagePage {
     pub total_count: i64,
 }
 
-#[derive(Deserialize, IntoParams, Default)]
+/// The query of `GET /v1/usage`; `toktra admin usage` sends the same struct.
+#[derive(Serialize, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Bucket size; default daily.
     #[param(value_type = Option<Period>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
     /// First day (UTC, inclusive), `YYYY-MM-DD`.
     #[param(value_type = Option<String>, format = Date)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
     /// Last day (UTC, inclusive), `YYYY-MM-DD`.
     #[param(value_type = Option<String>, format = Date)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// The product (catalog name).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
     /// Only this organization (all organizations otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub org_id: Option<String>,
     /// From `next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// Page size, 1 to 100; default 25.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
 }
 
@@ -282,7 +294,10 @@ pub async fn query_usage(store: &dyn crate::Store, p: UsageParams) -> Result<Usa
     })
 }
 
-#[derive(Deserialize, ToSchema)]
+// The request bodies below are also what `toktra admin --server` sends: one definition
+// of each request for the server and its client.
+
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct NewOrg {
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
@@ -367,7 +382,7 @@ async fn unlock_device(
     ))
 }
 
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 pub struct NewToken {
     /// After this instant the token no longer enrolls.
     pub expires_at: Option<DateTime<Utc>>,
@@ -427,7 +442,7 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SetBudget {
     /// None: the organization-wide budget.
     pub department: Option<String>,
@@ -438,6 +453,20 @@ pub struct SetBudget {
     pub hard_cap: bool,
     #[serde(default)]
     pub rollover: bool,
+}
+
+impl SetBudget {
+    /// The budget this request sets in `org_id`; an empty department means the
+    /// organization-wide budget.
+    pub fn into_budget(self, org_id: String) -> Budget {
+        Budget {
+            org_id,
+            department: self.department.filter(|d| !d.is_empty()),
+            monthly_tokens: self.monthly_tokens,
+            hard_cap: self.hard_cap,
+            rollover: self.rollover,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/budgets", security(("api_key" = [])), params(("org_id" = String, Path)),
@@ -460,13 +489,7 @@ async fn set_budget(
 ) -> Result<Json<Budget>, ApiError> {
     let b: SetBudget = json_body(b)?;
     require_org(&st, &org_id).await?;
-    let budget = Budget {
-        org_id,
-        department: b.department.filter(|d| !d.is_empty()),
-        monthly_tokens: b.monthly_tokens,
-        hard_cap: b.hard_cap,
-        rollover: b.rollover,
-    };
+    let budget = b.into_budget(org_id);
     Admin::new(st.store.clone()).set_budget(&budget).await?;
     Ok(Json(budget))
 }
@@ -517,25 +540,38 @@ async fn budget_status(
     Path(org_id): Path<String>,
 ) -> Result<Json<Vec<BudgetStatusItem>>, ApiError> {
     require_org(&st, &org_id).await?;
-    let entries = crate::budget::org_status(st.store.as_ref(), &org_id, Utc::now()).await?;
     Ok(Json(
-        entries
-            .into_iter()
-            .map(|e| BudgetStatusItem {
-                department: e.department,
-                period: e.period,
-                limit: e.limit,
-                used: e.used,
-                remaining: e.remaining,
-                state: serde_json::to_value(e.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                hard_cap: e.hard_cap,
-                threshold_pct: e.threshold_pct,
-            })
-            .collect(),
+        budget_status_items(st.store.as_ref(), &org_id, Utc::now()).await?,
     ))
+}
+
+/// This month's status of every budget of an organization, as the API returns it (the
+/// CLI uses it too, so its `--json` is the same contract).
+pub async fn budget_status_items(
+    store: &dyn crate::Store,
+    org_id: &str,
+    now: DateTime<Utc>,
+) -> crate::store::Result<Vec<BudgetStatusItem>> {
+    let entries = crate::budget::org_status(store, org_id, now).await?;
+    Ok(entries.into_iter().map(BudgetStatusItem::from).collect())
+}
+
+impl From<toktra_proto::BudgetEntry> for BudgetStatusItem {
+    fn from(e: toktra_proto::BudgetEntry) -> Self {
+        BudgetStatusItem {
+            department: e.department,
+            period: e.period,
+            limit: e.limit,
+            used: e.used,
+            remaining: e.remaining,
+            state: serde_json::to_value(e.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            hard_cap: e.hard_cap,
+            threshold_pct: e.threshold_pct,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -578,13 +614,25 @@ async fn create_department(
     Ok((StatusCode::CREATED, Json(b)))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SetUser {
     /// The local account as agents report it (`ACME\jsmith`, `jsmith`).
     #[schema(min_length = 1, max_length = 1024)]
     pub user_id: String,
     pub email: Option<String>,
     pub department: Option<String>,
+}
+
+impl SetUser {
+    /// The user this request sets in `org_id`; empty strings mean "none".
+    pub fn into_user(self, org_id: String) -> User {
+        User {
+            org_id,
+            user_id: self.user_id,
+            email: self.email.filter(|s| !s.is_empty()),
+            department: self.department.filter(|s| !s.is_empty()),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/users", security(("api_key" = [])), params(("org_id" = String, Path)),
@@ -608,12 +656,7 @@ async fn set_user(
 ) -> Result<Json<User>, ApiError> {
     let b: SetUser = json_body(b)?;
     require_org(&st, &org_id).await?;
-    let u = User {
-        org_id,
-        user_id: b.user_id,
-        email: b.email.filter(|s| !s.is_empty()),
-        department: b.department.filter(|s| !s.is_empty()),
-    };
+    let u = b.into_user(org_id);
     Admin::new(st.store.clone()).set_user(&u).await?;
     Ok(Json(u))
 }
@@ -645,7 +688,7 @@ async fn import_users(
     Ok(Json(ImportResult { imported }))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct NewApiKey {
     #[schema(max_length = 200)]
     pub name: String,
@@ -731,7 +774,10 @@ async fn require_api_key(State(st): State<AppState>, req: Request, next: Next) -
 fn unauthorized(m: &str) -> Response {
     let mut r = (
         StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({"error": "unauthorized", "message": m})),
+        Json(ErrorBody {
+            error: "unauthorized".into(),
+            message: m.into(),
+        }),
     )
         .into_response();
     r.headers_mut().insert(

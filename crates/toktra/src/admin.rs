@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use toktra_server::Admin;
-use toktra_server::admin_api::{BudgetStatusItem, UsagePage, UsageParams, query_usage};
+use toktra_server::admin_api::{
+    BudgetStatusItem, Department, ErrorBody, ImportResult, NewApiKey, NewOrg, NewToken, SetBudget,
+    SetUser, UsagePage, UsageParams, budget_status_items, query_usage,
+};
 use toktra_server::ops::{CreatedApiKey, CreatedToken};
 use toktra_server::store::{ApiKeyInfo, Budget, Device, EnrollmentToken, Org, User};
 
@@ -339,13 +342,6 @@ struct Remote {
     api_key: String,
 }
 
-/// The error body of the admin API.
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    error: Option<String>,
-    message: Option<String>,
-}
-
 impl Remote {
     fn new(server: &str, api_key: String, ca_file: Option<&Path>) -> anyhow::Result<Self> {
         let base = reqwest::Url::parse(server)
@@ -425,10 +421,8 @@ impl Remote {
         let url = resp.url().path().to_string();
         let text = resp.text().await.unwrap_or_default();
         let detail = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(ErrorBody {
-                message: Some(m), ..
-            }) => m,
-            Ok(ErrorBody { error: Some(e), .. }) => e,
+            Ok(ErrorBody { message, error }) if message.is_empty() => error,
+            Ok(ErrorBody { message, .. }) => message,
             _ if text.trim().is_empty() => "(no message)".to_string(),
             _ => text.trim().chars().take(500).collect(),
         };
@@ -451,7 +445,7 @@ impl Remote {
     async fn post<T: DeserializeOwned>(
         &self,
         segments: &[&str],
-        body: &serde_json::Value,
+        body: &impl Serialize,
     ) -> anyhow::Result<T> {
         self.json(self.request(reqwest::Method::POST, segments).json(body))
             .await
@@ -469,11 +463,11 @@ impl Backend {
         match self {
             Backend::Local(a) => Ok(a.create_org(name, Some(cert_subject)).await?),
             Backend::Remote(r) => {
-                r.post(
-                    &["v1", "orgs"],
-                    &serde_json::json!({"name": name, "cert_subject": cert_subject}),
-                )
-                .await
+                let body = NewOrg {
+                    name: name.to_owned(),
+                    cert_subject: Some(cert_subject.to_owned()),
+                };
+                r.post(&["v1", "orgs"], &body).await
             }
         }
     }
@@ -494,11 +488,12 @@ impl Backend {
         match self {
             Backend::Local(a) => Ok(a.create_enrollment_token(org, expires_at, max_uses).await?),
             Backend::Remote(r) => {
-                r.post(
-                    &["v1", "orgs", org, "enrollment-tokens"],
-                    &serde_json::json!({"expires_at": expires_at, "max_uses": max_uses}),
-                )
-                .await
+                let body = NewToken {
+                    expires_at,
+                    max_uses,
+                };
+                r.post(&["v1", "orgs", org, "enrollment-tokens"], &body)
+                    .await
             }
         }
     }
@@ -540,8 +535,10 @@ impl Backend {
         match self {
             Backend::Local(a) => Ok(a.create_api_key(name).await?),
             Backend::Remote(r) => {
-                r.post(&["v1", "api-keys"], &serde_json::json!({"name": name}))
-                    .await
+                let body = NewApiKey {
+                    name: name.to_owned(),
+                };
+                r.post(&["v1", "api-keys"], &body).await
             }
         }
     }
@@ -598,22 +595,17 @@ impl Backend {
         }
     }
 
-    async fn set_budget(&self, b: &Budget) -> anyhow::Result<Budget> {
+    async fn set_budget(&self, org: &str, b: SetBudget) -> anyhow::Result<Budget> {
         match self {
             Backend::Local(a) => {
-                a.set_budget(b).await?;
-                Ok(b.clone())
+                let b = b.into_budget(org.to_owned());
+                a.set_budget(&b).await?;
+                Ok(b)
             }
             Backend::Remote(r) => {
-                let body = serde_json::json!({
-                    "department": b.department,
-                    "monthly_tokens": b.monthly_tokens,
-                    "hard_cap": b.hard_cap,
-                    "rollover": b.rollover,
-                });
                 r.json(
-                    r.request(reqwest::Method::PUT, &["v1", "orgs", &b.org_id, "budgets"])
-                        .json(&body),
+                    r.request(reqwest::Method::PUT, &["v1", "orgs", org, "budgets"])
+                        .json(&b),
                 )
                 .await
             }
@@ -630,24 +622,7 @@ impl Backend {
     async fn budget_status(&self, org: &str) -> anyhow::Result<Vec<BudgetStatusItem>> {
         match self {
             Backend::Local(a) => {
-                let v =
-                    toktra_server::budget::org_status(a.store().as_ref(), org, Utc::now()).await?;
-                // The same shape the API returns, so --json is one contract.
-                Ok(v.into_iter()
-                    .map(|e| BudgetStatusItem {
-                        department: e.department,
-                        period: e.period,
-                        limit: e.limit,
-                        used: e.used,
-                        remaining: e.remaining,
-                        state: serde_json::to_value(e.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        hard_cap: e.hard_cap,
-                        threshold_pct: e.threshold_pct,
-                    })
-                    .collect())
+                Ok(budget_status_items(a.store().as_ref(), org, Utc::now()).await?)
             }
             Backend::Remote(r) => r.get(&["v1", "orgs", org, "budgets", "status"]).await,
         }
@@ -678,9 +653,11 @@ impl Backend {
                 Ok(a.store().create_department(org, name).await?)
             }
             Backend::Remote(r) => r
-                .post::<serde_json::Value>(
+                .post::<Department>(
                     &["v1", "orgs", org, "departments"],
-                    &serde_json::json!({"name": name}),
+                    &Department {
+                        name: name.to_owned(),
+                    },
                 )
                 .await
                 .map(drop),
@@ -691,30 +668,20 @@ impl Backend {
         match self {
             Backend::Local(a) => Ok(a.store().list_departments(org).await?),
             Backend::Remote(r) => {
-                let v: Vec<toktra_server::admin_api::Department> =
-                    r.get(&["v1", "orgs", org, "departments"]).await?;
+                let v: Vec<Department> = r.get(&["v1", "orgs", org, "departments"]).await?;
                 Ok(v.into_iter().map(|d| d.name).collect())
             }
         }
     }
 
-    async fn set_user(&self, u: &User) -> anyhow::Result<User> {
+    async fn set_user(&self, org: &str, u: SetUser) -> anyhow::Result<User> {
         match self {
             Backend::Local(a) => {
-                a.set_user(u).await?;
-                Ok(u.clone())
+                let u = u.into_user(org.to_owned());
+                a.set_user(&u).await?;
+                Ok(u)
             }
-            Backend::Remote(r) => {
-                r.post(
-                    &["v1", "orgs", &u.org_id, "users"],
-                    &serde_json::json!({
-                        "user_id": u.user_id,
-                        "email": u.email,
-                        "department": u.department,
-                    }),
-                )
-                .await
-            }
+            Backend::Remote(r) => r.post(&["v1", "orgs", org, "users"], &u).await,
         }
     }
 
@@ -729,7 +696,7 @@ impl Backend {
         match self {
             Backend::Local(a) => Ok(a.import_users_csv(org, &csv).await?),
             Backend::Remote(r) => {
-                let v: toktra_server::admin_api::ImportResult = r
+                let v: ImportResult = r
                     .json(
                         r.request(
                             reqwest::Method::POST,
@@ -750,22 +717,7 @@ impl Backend {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message)),
             Backend::Remote(r) => {
-                let q: Vec<(&str, String)> = [
-                    ("period", p.period),
-                    ("start_date", p.start_date),
-                    ("end_date", p.end_date),
-                    ("user_id", p.user_id),
-                    ("provider", p.provider),
-                    ("model", p.model),
-                    ("department", p.department),
-                    ("org_id", p.org_id),
-                    ("cursor", p.cursor),
-                    ("limit", p.limit),
-                ]
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect();
-                r.json(r.request(reqwest::Method::GET, &["v1", "usage"]).query(&q))
+                r.json(r.request(reqwest::Method::GET, &["v1", "usage"]).query(&p))
                     .await
             }
         }
@@ -906,14 +858,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             hard_cap,
             rollover,
         }) => {
-            let b = Budget {
-                org_id: org,
+            let b = SetBudget {
                 department,
                 monthly_tokens,
                 hard_cap,
                 rollover,
             };
-            let b = backend.set_budget(&b).await?;
+            let b = backend.set_budget(&org, b).await?;
             print(json, &b, |_| String::new())?;
         }
         Cmd::Budget(BudgetCmd::List { org }) => {
@@ -975,13 +926,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             email,
             department,
         }) => {
-            let u = User {
-                org_id: org,
+            let u = SetUser {
                 user_id,
                 email,
                 department,
             };
-            let u = backend.set_user(&u).await?;
+            let u = backend.set_user(&org, u).await?;
             print(json, &u, |_| String::new())?;
         }
         Cmd::User(UserCmd::List { org }) => {

@@ -187,104 +187,32 @@ macro_rules! from_row {
     };
 }
 
-from_row!(
-    Org,
-    ORG_COLS {
-        id,
-        name,
-        cert_subject,
-        created_at: time
-    }
-);
+from_row! { Org, ORG_COLS { id, name, cert_subject, created_at: time } }
 
-from_row!(
-    EnrollmentToken,
-    TOKEN_COLS {
-        id,
-        org_id,
-        created_at: time,
-        expires_at: opt_time,
-        max_uses,
-        uses,
-        revoked: flag,
-    }
-);
+from_row! { EnrollmentToken, TOKEN_COLS {
+    id, org_id, created_at: time, expires_at: opt_time, max_uses, uses, revoked: flag,
+} }
 
-from_row!(
-    ApiKeyInfo,
-    API_KEY_COLS {
-        id,
-        name,
-        created_at: time,
-        revoked: flag
-    }
-);
+from_row! { ApiKeyInfo, API_KEY_COLS { id, name, created_at: time, revoked: flag } }
 
-from_row!(
-    Device,
-    DEVICE_COLS {
-        org_id,
-        id,
-        hostname,
-        platform,
-        agent_version,
-        status: status,
-        cert_serial,
-        prev_cert_serial,
-        cert_expires_at: opt_time,
-        enrolled_at: time,
-        last_seen: opt_time,
-    }
-);
+from_row! { Device, DEVICE_COLS {
+    org_id, id, hostname, platform, agent_version, status: status, cert_serial,
+    prev_cert_serial, cert_expires_at: opt_time, enrolled_at: time, last_seen: opt_time,
+} }
 
-from_row!(
-    Budget,
-    BUDGET_COLS {
-        org_id,
-        department: department,
-        monthly_tokens,
-        hard_cap: flag,
-        rollover: flag,
-    }
-);
+from_row! { Budget, BUDGET_COLS {
+    org_id, department: department, monthly_tokens, hard_cap: flag, rollover: flag,
+} }
 
-from_row!(
-    User,
-    USER_COLS {
-        org_id,
-        user_id,
-        email,
-        department
-    }
-);
+from_row! { User, USER_COLS { org_id, user_id, email, department } }
 
-from_row!(
-    AdminUser,
-    ADMIN_USER_COLS {
-        id,
-        org_id,
-        email,
-        password_hash,
-        created_at: time
-    }
-);
+from_row! { AdminUser, ADMIN_USER_COLS { id, org_id, email, password_hash, created_at: time } }
 
 // The columns of `usage_sql`; the e-mail comes from the joined users table.
-from_row!(
-    UsageRow,
-    USAGE_COLS {
-        bucket,
-        org_id,
-        user_id,
-        provider,
-        product,
-        requests,
-        input_tokens,
-        output_tokens,
-        cost_usd,
-        user_email,
-    }
-);
+from_row! { UsageRow, USAGE_COLS {
+    bucket, org_id, user_id, provider, product, requests, input_tokens, output_tokens,
+    cost_usd, user_email,
+} }
 
 /// The arguments of [`Store::ingest`].
 pub struct Batch<'a> {
