@@ -68,7 +68,7 @@ driver_quic_initials() {
   local dir=$1 seed
   mkdir -p "$dir"
   for seed in chromium-two-initials-v1 chromium-two-initials-v2; do
-    CARGO_TARGET_DIR="$DRIVER_ROOT/target/windows-wfp-host" nice -n 10 cargo run -q \
+    CARGO_TARGET_DIR="$DRIVER_ROOT/target/windows-wfp-host" nice -n 10 cargo run -q --target x86_64-unknown-linux-gnu \
       --manifest-path "$DRIVER_ROOT/windows/test-scaffolding/quic-initials/Cargo.toml" -- \
       "$DRIVER_ROOT/fuzz/seeds/quic_initial/$seed" "$dir/$seed" || return 1
   done

@@ -5,11 +5,10 @@
 use std::ptr;
 
 use windows_sys::Win32::Security::Cryptography::{
-    CERT_CONTEXT, CERT_FIND_SUBJECT_STR_W, CERT_STORE_ADD_REPLACE_EXISTING,
-    CERT_STORE_CTRL_COMMIT, CERT_STORE_PROV_SYSTEM_W, CERT_SYSTEM_STORE_LOCAL_MACHINE,
-    CertAddEncodedCertificateToStore, CertCloseStore, CertControlStore,
-    CertDeleteCertificateFromStore, CertFindCertificateInStore, CertOpenStore, HCERTSTORE,
-    PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
+    CERT_CONTEXT, CERT_FIND_SUBJECT_STR_W, CERT_STORE_ADD_REPLACE_EXISTING, CERT_STORE_CTRL_COMMIT,
+    CERT_STORE_PROV_SYSTEM_W, CERT_SYSTEM_STORE_LOCAL_MACHINE, CertAddEncodedCertificateToStore,
+    CertCloseStore, CertControlStore, CertDeleteCertificateFromStore, CertFindCertificateInStore,
+    CertOpenStore, HCERTSTORE, PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
 };
 
 use crate::win::{last_error, wide};

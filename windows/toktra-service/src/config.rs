@@ -39,7 +39,10 @@ pub enum ConfigError {
     #[error("HKLM\\{REGISTRY_KEY}\\{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("HKLM\\{REGISTRY_KEY}\\{key} has the wrong type: {expected} expected")]
-    WrongType { key: &'static str, expected: &'static str },
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+    },
     #[error("reading HKLM\\{REGISTRY_KEY}: {0}")]
     Registry(#[source] io::Error),
     #[error("writing the generated DeviceId to HKLM\\{REGISTRY_KEY}: {0}")]
@@ -149,10 +152,14 @@ fn read_dword(key: &RegKey, name: &'static str) -> Result<Option<u32>, ConfigErr
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             // Administrators sometimes write numbers as REG_SZ; accept "0".."3".
             match read_string(key, name)? {
-                Some(s) => s.trim().parse().map(Some).map_err(|_| ConfigError::WrongType {
-                    key: name,
-                    expected: "REG_DWORD 0-3",
-                }),
+                Some(s) => s
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ConfigError::WrongType {
+                        key: name,
+                        expected: "REG_DWORD 0-3",
+                    }),
                 None => Ok(None),
             }
         }

@@ -240,7 +240,13 @@ pub fn file_dacl_sddl(path: &Path) -> Result<String, DpapiError> {
     let mut needed = 0u32;
     // SAFETY: a size query with a null buffer.
     unsafe {
-        GetFileSecurityW(w.as_ptr(), DACL_SECURITY_INFORMATION, ptr::null_mut(), 0, &mut needed)
+        GetFileSecurityW(
+            w.as_ptr(),
+            DACL_SECURITY_INFORMATION,
+            ptr::null_mut(),
+            0,
+            &mut needed,
+        )
     };
     if needed == 0 {
         return Err(err(last_error()));

@@ -103,7 +103,12 @@ impl Device {
 
 fn set_state(shared: &Shared, status: &Mutex<Option<String>>, state: DriverState, line: &str) {
     let mut cur = shared.driver.lock().unwrap_or_else(|p| p.into_inner());
-    if *cur != state || status.lock().map(|s| s.as_deref() != Some(line)).unwrap_or(true) {
+    if *cur != state
+        || status
+            .lock()
+            .map(|s| s.as_deref() != Some(line))
+            .unwrap_or(true)
+    {
         match state {
             DriverState::Present => tracing::info!("capture driver: {line}"),
             _ => tracing::warn!("capture driver: {line}"),
@@ -120,7 +125,8 @@ pub async fn poll(
     status: Arc<Mutex<Option<String>>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _ = tokio::task::spawn_blocking(move || poll_blocking(&shared, &flows, &status, &shutdown)).await;
+    let _ = tokio::task::spawn_blocking(move || poll_blocking(&shared, &flows, &status, &shutdown))
+        .await;
 }
 
 fn sleep_or_stop(shutdown: &watch::Receiver<bool>, d: Duration) -> bool {
@@ -166,7 +172,12 @@ fn poll_blocking(
                     );
                     if drain(&dev, shared, flows, shutdown).is_err() {
                         // The device went away (driver stopped): probe again.
-                        set_state(shared, status, DriverState::NotPresent, "driver not present (stopped)");
+                        set_state(
+                            shared,
+                            status,
+                            DriverState::NotPresent,
+                            "driver not present (stopped)",
+                        );
                     }
                 }
                 Err(line) => set_state(shared, status, DriverState::Incompatible, &line),
@@ -292,20 +303,25 @@ impl RecordReader {
         if let Some(prev) = self.last_seq
             && rec.sequence > prev + 1
         {
-            tracing::warn!("driver ring overflowed: {} events lost", rec.sequence - prev - 1);
+            tracing::warn!(
+                "driver ring overflowed: {} events lost",
+                rec.sequence - prev - 1
+            );
         }
         self.last_seq = Some(rec.sequence);
         match rec.event_kind() {
             Ok(EventKind::TlsHello) => {
                 self.make_room();
-                self.pending.insert(rec.flow_id, Pending::Tls(Box::new(*rec)));
+                self.pending
+                    .insert(rec.flow_id, Pending::Tls(Box::new(*rec)));
                 None
             }
             Ok(EventKind::QuicInitial) if rec.flow_id == 0 => {
                 if self.connect_datagrams.len() >= MAX_CONNECT_DATAGRAMS {
                     self.connect_datagrams.clear();
                 }
-                self.connect_datagrams.insert(Endpoints::of(rec), Box::new(*rec));
+                self.connect_datagrams
+                    .insert(Endpoints::of(rec), Box::new(*rec));
                 None
             }
             Ok(EventKind::QuicInitial) => {
@@ -340,7 +356,10 @@ impl RecordReader {
     fn quic_datagram(&mut self, rec: &EventRecord) {
         if !self.pending.contains_key(&rec.flow_id) {
             if self.quic_assembling >= MAX_QUIC_ASSEMBLING {
-                tracing::debug!("QUIC flow {} not decrypted: {MAX_QUIC_ASSEMBLING} already pending", rec.flow_id);
+                tracing::debug!(
+                    "QUIC flow {} not decrypted: {MAX_QUIC_ASSEMBLING} already pending",
+                    rec.flow_id
+                );
                 return;
             }
             self.make_room();
@@ -413,7 +432,11 @@ fn ip(version: u8, raw: &[u8; 16]) -> Option<IpAddr> {
 
 /// A finished flow from its FlowEnd record, completed by the TLS hello record seen
 /// earlier or by the hello decrypted from the flow's QUIC Initials.
-pub fn to_flow(end: &EventRecord, hello: Option<&EventRecord>, quic: Option<&HelloInfo>) -> Option<ObservedFlow> {
+pub fn to_flow(
+    end: &EventRecord,
+    hello: Option<&EventRecord>,
+    quic: Option<&HelloInfo>,
+) -> Option<ObservedFlow> {
     let src = |f: fn(&EventRecord) -> bool| -> &EventRecord {
         match hello {
             Some(h) if !f(end) => h,
@@ -441,11 +464,19 @@ pub fn to_flow(end: &EventRecord, hello: Option<&EventRecord>, quic: Option<&Hel
     let path = String::from_utf16_lossy(path_rec.app_path_utf16());
     let process = (end.process_id != 0 || !path.is_empty()).then(|| ProcessInfo {
         pid: end.process_id as u32,
-        name: path.rsplit(['\\', '/']).next().unwrap_or_default().to_owned(),
+        name: path
+            .rsplit(['\\', '/'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
         path: (!path.is_empty()).then_some(path.clone()),
     });
     Some(ObservedFlow {
-        transport: if end.ip_protocol == 17 { Transport::Quic } else { Transport::Tcp },
+        transport: if end.ip_protocol == 17 {
+            Transport::Quic
+        } else {
+            Transport::Tcp
+        },
         started_at: started,
         duration_ms: end.duration / 10_000,
         sni,
@@ -457,7 +488,9 @@ pub fn to_flow(end: &EventRecord, hello: Option<&EventRecord>, quic: Option<&Hel
         records_in: Some(u64::from(end.records_in)),
         dst_ip: ip(end.ip_version, &end.remote_addr),
         dst_port: (end.remote_port != 0).then_some(end.remote_port),
-        user: src(|r| r.user_sid_len > 0).user_sid_string().map(|s| s.to_string()),
+        user: src(|r| r.user_sid_len > 0)
+            .user_sid_string()
+            .map(|s| s.to_string()),
         process,
     })
 }
@@ -469,8 +502,10 @@ mod tests {
 
     /// The committed Chromium fixture: a mode byte, then the plaintext frames of a real
     /// Chromium ClientHello for api.openai.com, split over two Initials.
-    const CHROMIUM_V1: &[u8] = include_bytes!("../../../fuzz/seeds/quic_initial/chromium-two-initials-v1");
-    const CHROMIUM_V2: &[u8] = include_bytes!("../../../fuzz/seeds/quic_initial/chromium-two-initials-v2");
+    const CHROMIUM_V1: &[u8] =
+        include_bytes!("../../../fuzz/seeds/quic_initial/chromium-two-initials-v1");
+    const CHROMIUM_V2: &[u8] =
+        include_bytes!("../../../fuzz/seeds/quic_initial/chromium-two-initials-v2");
     /// 2026-11-26 00:00:00 UTC as Windows system time.
     const T0: u64 = 134_401_248_000_000_000;
 
@@ -495,10 +530,18 @@ mod tests {
 
     impl Feed {
         fn new() -> Self {
-            Self { reader: RecordReader::default(), seq: 0 }
+            Self {
+                reader: RecordReader::default(),
+                seq: 0,
+            }
         }
 
-        fn record(&mut self, kind: EventKind, flow_id: u64, payload: &[u8]) -> Option<ObservedFlow> {
+        fn record(
+            &mut self,
+            kind: EventKind,
+            flow_id: u64,
+            payload: &[u8],
+        ) -> Option<ObservedFlow> {
             let mut r = EventRecord::ZERO;
             self.seq += 1;
             r.sequence = self.seq;
@@ -525,7 +568,11 @@ mod tests {
         assert_eq!(flow.transport, Transport::Quic);
         assert_eq!(flow.sni.as_deref(), Some("api.openai.com"));
         assert_eq!(flow.alpn, ["h2", "http/1.1"]);
-        assert!(flow.ja4.as_deref().is_some_and(|j| j.starts_with("q13")), "{:?}", flow.ja4);
+        assert!(
+            flow.ja4.as_deref().is_some_and(|j| j.starts_with("q13")),
+            "{:?}",
+            flow.ja4
+        );
         assert_eq!((flow.bytes_out, flow.bytes_in), (2400, 9000));
     }
 
@@ -535,9 +582,15 @@ mod tests {
             let [p0, p1] = two_initials(seed, version);
             let mut f = Feed::new();
             assert!(f.record(EventKind::QuicInitial, 7, &p0).is_none());
-            assert_eq!(f.reader.quic_assembling, 1, "the first Initial leaves the hello incomplete");
+            assert_eq!(
+                f.reader.quic_assembling, 1,
+                "the first Initial leaves the hello incomplete"
+            );
             assert!(f.record(EventKind::QuicInitial, 7, &p1).is_none());
-            assert_eq!(f.reader.quic_assembling, 0, "the assembler is released once the hello is complete");
+            assert_eq!(
+                f.reader.quic_assembling, 0,
+                "the assembler is released once the hello is complete"
+            );
             assert_chromium_quic(f.record(EventKind::FlowEnd, 7, &[]));
             assert!(f.reader.pending.is_empty());
         }
@@ -572,8 +625,13 @@ mod tests {
         junk[1..5].copy_from_slice(&1u32.to_be_bytes());
         let mut f = Feed::new();
         f.record(EventKind::QuicInitial, 5, &junk);
-        assert_eq!(f.reader.quic_assembling, 0, "no assembler kept for an unreadable flow");
-        let flow = f.record(EventKind::FlowEnd, 5, &[]).expect("the flow still ends");
+        assert_eq!(
+            f.reader.quic_assembling, 0,
+            "no assembler kept for an unreadable flow"
+        );
+        let flow = f
+            .record(EventKind::FlowEnd, 5, &[])
+            .expect("the flow still ends");
         assert_eq!(flow.transport, Transport::Quic);
         assert_eq!(flow.sni, None);
     }

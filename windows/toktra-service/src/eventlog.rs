@@ -37,7 +37,10 @@ pub enum Kind {
 /// Registers the event source (done by `install`).
 pub fn register_source() -> std::io::Result<()> {
     let (key, _) = RegKey::predef(HKEY_LOCAL_MACHINE).create_subkey(SOURCE_KEY)?;
-    key.set_value("EventMessageFile", &r"%SystemRoot%\System32\EventCreate.exe")?;
+    key.set_value(
+        "EventMessageFile",
+        &r"%SystemRoot%\System32\EventCreate.exe",
+    )?;
     // EVENTLOG_ERROR_TYPE | EVENTLOG_WARNING_TYPE | EVENTLOG_INFORMATION_TYPE
     key.set_value("TypesSupported", &7u32)?;
     Ok(())
@@ -51,7 +54,9 @@ pub fn unregister_source() -> std::io::Result<()> {
 }
 
 pub fn is_source_registered() -> bool {
-    RegKey::predef(HKEY_LOCAL_MACHINE).open_subkey(SOURCE_KEY).is_ok()
+    RegKey::predef(HKEY_LOCAL_MACHINE)
+        .open_subkey(SOURCE_KEY)
+        .is_ok()
 }
 
 /// Writes one event. Failures are returned, never fatal: the file log has the same text.

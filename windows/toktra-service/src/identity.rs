@@ -105,7 +105,10 @@ impl IdentityStore for WindowsIdentityStore {
         for der in chain.iter().filter(|d| **d != leaf) {
             cert_pem.push_str(&der_to_pem(der));
         }
-        tracing::debug!("device certificate found in LocalMachine\\My by subject CN={}", self.cert_subject);
+        tracing::debug!(
+            "device certificate found in LocalMachine\\My by subject CN={}",
+            self.cert_subject
+        );
         Ok(Some(StoredIdentity { key_pem, cert_pem }))
     }
 
@@ -127,7 +130,9 @@ impl IdentityStore for WindowsIdentityStore {
         let store = MachineStore::open("My").map_err(Self::store_err)?;
         store.add(&leaf).map_err(Self::store_err)?;
         let removed = store
-            .delete_where(&self.cert_subject, |der| der != leaf.as_slice() && self.is_ours_with_subject(der))
+            .delete_where(&self.cert_subject, |der| {
+                der != leaf.as_slice() && self.is_ours_with_subject(der)
+            })
             .map_err(Self::store_err)?;
         tracing::info!(
             "device certificate installed in LocalMachine\\My (CN={}), {removed} replaced certificate(s) removed",

@@ -17,7 +17,7 @@ pub mod paths;
 pub mod pipe;
 pub mod protocol;
 pub mod runtime;
-pub mod tray;
 pub mod scm;
 pub mod service;
+pub mod tray;
 pub mod win;

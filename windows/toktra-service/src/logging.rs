@@ -40,7 +40,11 @@ pub fn init_console(level: LogLevel) {
 fn filter(level: LogLevel) -> EnvFilter {
     // Everything at the configured level, except the network libraries' per-request
     // chatter, which only an explicit Debug brings in.
-    let quiet = if level >= LogLevel::Debug { "debug" } else { "warn" };
+    let quiet = if level >= LogLevel::Debug {
+        "debug"
+    } else {
+        "warn"
+    };
     EnvFilter::new(format!(
         "{},hyper={quiet},hyper_util={quiet},h2={quiet},reqwest={quiet},rustls={quiet}",
         level.as_filter()

@@ -49,7 +49,10 @@ pub fn read_message(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError
     let mut buf = Vec::with_capacity(want);
     input.take(want as u64).read_to_end(&mut buf)?;
     if buf.len() != want {
-        return Err(FrameError::Truncated { got: buf.len(), want });
+        return Err(FrameError::Truncated {
+            got: buf.len(),
+            want,
+        });
     }
     Ok(Some(buf))
 }
@@ -149,7 +152,10 @@ impl ExtensionEvent {
             return Err(bad("path", "must start with / and be at most 1024 bytes"));
         }
         if self.path.contains(['?', '#']) || self.path.chars().any(char::is_control) {
-            return Err(bad("path", "must not carry a query string, fragment or control characters"));
+            return Err(bad(
+                "path",
+                "must not carry a query string, fragment or control characters",
+            ));
         }
         let source_domain = match &self.source_domain {
             Some(d) if !is_hostname(&d.to_ascii_lowercase()) => {
@@ -206,7 +212,10 @@ pub fn events_of(
     if list.len() > MAX_EVENTS_PER_MESSAGE {
         return Err(SchemaError::TooManyEvents(list.len()));
     }
-    list.iter().enumerate().map(|(i, e)| e.to_flow_event(i, user, now)).collect()
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| e.to_flow_event(i, user, now))
+        .collect()
 }
 
 #[cfg(test)]
@@ -224,19 +233,43 @@ mod tests {
         let mut out = Vec::new();
         write_message(&mut out, br#"{"type":"ping"}"#).unwrap();
         let mut rd = &out[..];
-        assert_eq!(read_message(&mut rd).unwrap().unwrap(), br#"{"type":"ping"}"#);
+        assert_eq!(
+            read_message(&mut rd).unwrap().unwrap(),
+            br#"{"type":"ping"}"#
+        );
         assert!(read_message(&mut rd).unwrap().is_none());
 
         let huge = ((MAX_MESSAGE + 1) as u32).to_ne_bytes();
-        assert!(matches!(read_message(&mut &huge[..]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_message(&mut &huge[..]),
+            Err(FrameError::TooLarge(_))
+        ));
         let at_limit = vec![b' '; MAX_MESSAGE];
-        assert_eq!(read_message(&mut &frame(&at_limit)[..]).unwrap().unwrap().len(), MAX_MESSAGE);
-        assert!(matches!(read_message(&mut &[0u8, 0, 0, 0][..]), Err(FrameError::Empty)));
+        assert_eq!(
+            read_message(&mut &frame(&at_limit)[..])
+                .unwrap()
+                .unwrap()
+                .len(),
+            MAX_MESSAGE
+        );
+        assert!(matches!(
+            read_message(&mut &[0u8, 0, 0, 0][..]),
+            Err(FrameError::Empty)
+        ));
         let mut short = frame(b"{}");
         short.pop();
-        assert!(matches!(read_message(&mut &short[..]), Err(FrameError::Truncated { .. })));
-        assert!(matches!(read_message(&mut &[1u8, 0][..]), Err(FrameError::Truncated { .. })));
-        assert!(matches!(write_message(&mut Vec::new(), &vec![0; MAX_MESSAGE + 1]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_message(&mut &short[..]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            read_message(&mut &[1u8, 0][..]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            write_message(&mut Vec::new(), &vec![0; MAX_MESSAGE + 1]),
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     fn event_json(extra: &str) -> String {
@@ -252,7 +285,9 @@ mod tests {
     #[test]
     fn valid_event_becomes_an_extension_http_flow_event() {
         let msg = parse_incoming(event_json("").as_bytes()).unwrap();
-        let ev = events_of(&msg, Some(r"ACME\jsmith"), now()).unwrap().remove(0);
+        let ev = events_of(&msg, Some(r"ACME\jsmith"), now())
+            .unwrap()
+            .remove(0);
         assert_eq!(ev.source, Source::Extension);
         assert_eq!(ev.transport, Transport::Http);
         assert_eq!(ev.sni.as_deref(), Some("api.openai.com"));
@@ -266,12 +301,27 @@ mod tests {
     fn hostile_input_is_refused_with_the_field_named() {
         for (json, field) in [
             (event_json(r#","cookie":"x""#), "unknown field"),
-            (event_json("").replace("/v1/chat/completions", "/v1/x?key=secret"), "path"),
-            (event_json("").replace("API.OpenAI.com", "evil host"), "host"),
-            (event_json("").replace("chat.example.com", "a/b"), "source_domain"),
-            (event_json("").replace("2026-11-26T06:00:00Z", "2027-01-01T00:00:00Z"), "started_at"),
+            (
+                event_json("").replace("/v1/chat/completions", "/v1/x?key=secret"),
+                "path",
+            ),
+            (
+                event_json("").replace("API.OpenAI.com", "evil host"),
+                "host",
+            ),
+            (
+                event_json("").replace("chat.example.com", "a/b"),
+                "source_domain",
+            ),
+            (
+                event_json("").replace("2026-11-26T06:00:00Z", "2027-01-01T00:00:00Z"),
+                "started_at",
+            ),
             (event_json("").replace("1500", "-1"), "invalid value"),
-            (r#"{"type":"set_config","x":1}"#.to_owned(), "unknown variant"),
+            (
+                r#"{"type":"set_config","x":1}"#.to_owned(),
+                "unknown variant",
+            ),
             ("[1,2]".to_owned(), "extension message"),
         ] {
             let err = parse_incoming(json.as_bytes())
@@ -281,8 +331,14 @@ mod tests {
             assert!(err.contains(field), "{json}: {err}");
         }
         let one = r#"{"host":"api.openai.com","path":"/","started_at":"2026-11-26T06:00:00Z","duration_ms":1,"request_bytes":1,"response_bytes":1}"#.to_owned();
-        let many = format!(r#"{{"type":"events","events":[{}]}}"#, vec![one; MAX_EVENTS_PER_MESSAGE + 1].join(","));
+        let many = format!(
+            r#"{{"type":"events","events":[{}]}}"#,
+            vec![one; MAX_EVENTS_PER_MESSAGE + 1].join(",")
+        );
         let msg = parse_incoming(many.as_bytes()).unwrap();
-        assert_eq!(events_of(&msg, None, now()), Err(SchemaError::TooManyEvents(MAX_EVENTS_PER_MESSAGE + 1)));
+        assert_eq!(
+            events_of(&msg, None, now()),
+            Err(SchemaError::TooManyEvents(MAX_EVENTS_PER_MESSAGE + 1))
+        );
     }
 }

@@ -67,7 +67,10 @@ async fn session(pipe: NamedPipeServer, handler: Arc<dyn Handler>) -> std::io::R
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut rd).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        let n = (&mut rd)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }
@@ -106,7 +109,9 @@ fn trim_newline(mut b: &[u8]) -> &[u8] {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the Toktra Agent service is not reachable at {PIPE_NAME}: {0} (is the service running?)")]
+    #[error(
+        "the Toktra Agent service is not reachable at {PIPE_NAME}: {0} (is the service running?)"
+    )]
     Connect(#[source] std::io::Error),
     #[error("talking to the service over {PIPE_NAME}: {0}")]
     Io(#[from] std::io::Error),
@@ -127,9 +132,20 @@ impl Client {
         const ERROR_PIPE_BUSY: i32 = 231;
         let deadline = std::time::Instant::now() + wait;
         loop {
-            match std::fs::OpenOptions::new().read(true).write(true).open(PIPE_NAME) {
-                Ok(f) => return Ok(Self { reader: BufReader::new(f) }),
-                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && std::time::Instant::now() < deadline => {
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(PIPE_NAME)
+            {
+                Ok(f) => {
+                    return Ok(Self {
+                        reader: BufReader::new(f),
+                    });
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(ERROR_PIPE_BUSY)
+                        && std::time::Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) => return Err(ClientError::Connect(e)),
@@ -139,7 +155,10 @@ impl Client {
 
     /// Sends one request and reads its answer; an `ok: false` answer is an error.
     pub fn call(&mut self, op: Op) -> Result<Response, ClientError> {
-        let mut line = serde_json::to_vec(&Request { v: PROTOCOL_VERSION, op })?;
+        let mut line = serde_json::to_vec(&Request {
+            v: PROTOCOL_VERSION,
+            op,
+        })?;
         line.push(b'\n');
         self.call_raw(&line)
     }
@@ -149,7 +168,9 @@ impl Client {
         self.reader.get_mut().write_all(line)?;
         self.reader.get_mut().flush()?;
         let mut answer = Vec::new();
-        (&mut self.reader).take(MAX_LINE as u64 * 8).read_until(b'\n', &mut answer)?;
+        (&mut self.reader)
+            .take(MAX_LINE as u64 * 8)
+            .read_until(b'\n', &mut answer)?;
         if answer.is_empty() {
             return Err(ClientError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -163,4 +184,3 @@ impl Client {
         Ok(resp)
     }
 }
-

@@ -33,7 +33,9 @@ pub enum Op {
         after: u64,
     },
     /// Extension events from the native messaging host.
-    Events { events: Vec<FlowEvent> },
+    Events {
+        events: Vec<FlowEvent>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -51,8 +51,15 @@ struct Notifications {
 pub fn budget_alerts(status: &BudgetStatus) -> Vec<(String, Notification)> {
     let mut out = Vec::new();
     for e in &status.entries {
-        let pct = e.used.saturating_mul(100).checked_div(e.limit).unwrap_or(100);
-        let scope = e.department.clone().unwrap_or_else(|| "Your organization".into());
+        let pct = e
+            .used
+            .saturating_mul(100)
+            .checked_div(e.limit)
+            .unwrap_or(100);
+        let scope = e
+            .department
+            .clone()
+            .unwrap_or_else(|| "Your organization".into());
         let at_cap = e.hard_cap && e.state == BudgetState::Exceeded;
         let (level, title, message) = if at_cap {
             (
@@ -67,7 +74,10 @@ pub fn budget_alerts(status: &BudgetStatus) -> Vec<(String, Notification)> {
             (
                 "90",
                 "LLM budget: 90 % used".to_owned(),
-                format!("{scope} has used {pct} % of its LLM budget for {} ({} of {} tokens).", e.period, e.used, e.limit),
+                format!(
+                    "{scope} has used {pct} % of its LLM budget for {} ({} of {} tokens).",
+                    e.period, e.used, e.limit
+                ),
             )
         } else {
             continue;
@@ -78,7 +88,15 @@ pub fn budget_alerts(status: &BudgetStatus) -> Vec<(String, Notification)> {
             e.department.as_deref().unwrap_or("*"),
             e.period
         );
-        out.push((key, Notification { id: 0, title, message, user: e.user.clone() }));
+        out.push((
+            key,
+            Notification {
+                id: 0,
+                title,
+                message,
+                user: e.user.clone(),
+            },
+        ));
     }
     out
 }
@@ -86,13 +104,20 @@ pub fn budget_alerts(status: &BudgetStatus) -> Vec<(String, Notification)> {
 impl Shared {
     /// Turns the pipeline's latest budget status into tray notifications, once each.
     fn notifications_after(&self, after: u64) -> Vec<Notification> {
-        let budget = toktra_agent::status::read(&self.state_dir).ok().and_then(|a| a.budget);
+        let budget = toktra_agent::status::read(&self.state_dir)
+            .ok()
+            .and_then(|a| a.budget);
         let mut n = self.notifications.lock().unwrap_or_else(|p| p.into_inner());
         for (key, mut note) in budget.as_ref().map(budget_alerts).unwrap_or_default() {
             if n.announced.insert(key) {
                 n.next_id += 1;
                 note.id = n.next_id;
-                tracing::info!("tray notification {}: {}: {}", note.id, note.title, note.message);
+                tracing::info!(
+                    "tray notification {}: {}: {}",
+                    note.id,
+                    note.title,
+                    note.message
+                );
                 n.kept.push(note);
             }
         }
@@ -113,16 +138,24 @@ impl Shared {
             dashboard_url: self.config.dashboard_url.clone(),
             cert_subject: self.config.cert_subject.clone(),
             enrolled: agent.as_ref().is_some_and(|a| a.enrolled),
-            cert_not_after: agent.as_ref().and_then(|a| a.cert_not_after).map(|t| t.to_rfc3339()),
+            cert_not_after: agent
+                .as_ref()
+                .and_then(|a| a.cert_not_after)
+                .map(|t| t.to_rfc3339()),
             driver: *self.driver.lock().unwrap_or_else(|p| p.into_inner()),
             driver_events: self.driver_events.load(Relaxed),
             extension_events: self.extension_events.load(Relaxed),
             spool_events: agent.as_ref().map_or(0, |a| a.spool.depth),
             uploaded_events: agent.as_ref().map_or(0, |a| a.spool.uploaded_total),
-            last_upload: agent.as_ref().and_then(|a| a.last_upload_at).map(|t| t.to_rfc3339()),
-            last_error: agent
+            last_upload: agent
                 .as_ref()
-                .and_then(|a| a.enroll_error.clone().or_else(|| a.last_upload_error.clone())),
+                .and_then(|a| a.last_upload_at)
+                .map(|t| t.to_rfc3339()),
+            last_error: agent.as_ref().and_then(|a| {
+                a.enroll_error
+                    .clone()
+                    .or_else(|| a.last_upload_error.clone())
+            }),
         }
     }
 
@@ -188,7 +221,8 @@ impl Shared {
                     return Response::error("the agent is stopping; events not taken");
                 }
             }
-            self.extension_events.fetch_add(u64::from(accepted), Relaxed);
+            self.extension_events
+                .fetch_add(u64::from(accepted), Relaxed);
         }
         Response {
             accepted: Some(accepted),
@@ -258,9 +292,14 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
         classifier: classifier.clone(),
     });
 
-    let pipe_task = tokio::spawn(pipe::serve(Arc::new(PipeHandler(shared.clone())), shutdown.clone()));
+    let pipe_task = tokio::spawn(pipe::serve(
+        Arc::new(PipeHandler(shared.clone())),
+        shutdown.clone(),
+    ));
     let (flows_tx, flows_rx) = mpsc::channel(4096);
-    let capture_status = Arc::new(Mutex::new(Some("probing for the capture driver".to_owned())));
+    let capture_status = Arc::new(Mutex::new(Some(
+        "probing for the capture driver".to_owned(),
+    )));
     let poller = tokio::spawn(crate::driver::poll(
         shared.clone(),
         flows_tx,
@@ -287,7 +326,9 @@ pub async fn run(config: AgentConfig, mut shutdown: watch::Receiver<bool>) -> an
             }
         }
     };
-    let result = toktra_agent::runner::run_with_events(parts, ready_rx, stop).await.context("agent pipeline");
+    let result = toktra_agent::runner::run_with_events(parts, ready_rx, stop)
+        .await
+        .context("agent pipeline");
     poller.abort();
     match pipe_task.await {
         Ok(Err(e)) => tracing::error!("service pipe: {e:#}"),
@@ -320,15 +361,25 @@ mod tests {
 
     #[test]
     fn tray_alerts_at_90_percent_and_at_the_hard_cap_only() {
-        assert!(budget_alerts(&entry(750, false)).is_empty(), "75 % is not a tray alert");
+        assert!(
+            budget_alerts(&entry(750, false)).is_empty(),
+            "75 % is not a tray alert"
+        );
         assert!(budget_alerts(&entry(899, true)).is_empty());
         let at90 = budget_alerts(&entry(900, false));
         assert_eq!(at90.len(), 1);
-        assert!(at90[0].1.message.contains("Research has used 90 %"), "{}", at90[0].1.message);
+        assert!(
+            at90[0].1.message.contains("Research has used 90 %"),
+            "{}",
+            at90[0].1.message
+        );
         let cap = budget_alerts(&entry(1000, true));
         assert!(cap[0].1.title.contains("hard cap"));
         assert_ne!(cap[0].0, at90[0].0, "the cap is announced apart from 90 %");
         let over_soft = budget_alerts(&entry(1200, false));
-        assert_eq!(over_soft[0].0, at90[0].0, "over a soft budget is still the 90 % notice");
+        assert_eq!(
+            over_soft[0].0, at90[0].0,
+            "over a soft budget is still the 90 % notice"
+        );
     }
 }

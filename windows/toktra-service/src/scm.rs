@@ -81,7 +81,8 @@ pub fn install(exe: &Path, extension_ids: &[String]) -> anyhow::Result<Vec<Strin
         | ServiceAccess::QUERY_CONFIG;
     let service = match manager.open_service(SERVICE_NAME, access) {
         Ok(s) => {
-            s.change_config(&info).context("updating the existing ToktraAgent service")?;
+            s.change_config(&info)
+                .context("updating the existing ToktraAgent service")?;
             report.push(format!("service {SERVICE_NAME} updated: {}", exe.display()));
             s
         }
@@ -93,7 +94,11 @@ pub fn install(exe: &Path, extension_ids: &[String]) -> anyhow::Result<Vec<Strin
             s
         }
     };
-    tolerated("set description", service.set_description(DESCRIPTION), &mut report);
+    tolerated(
+        "set description",
+        service.set_description(DESCRIPTION),
+        &mut report,
+    );
     tolerated(
         "ChangeServiceConfig2(SERVICE_CONFIG_DELAYED_AUTO_START_INFO)",
         service.set_delayed_auto_start(true),
@@ -109,9 +114,18 @@ pub fn install(exe: &Path, extension_ids: &[String]) -> anyhow::Result<Vec<Strin
             reboot_msg: None,
             command: None,
             actions: Some(vec![
-                ServiceAction { action_type: ServiceActionType::Restart, delay: Duration::from_secs(10) },
-                ServiceAction { action_type: ServiceActionType::Restart, delay: Duration::from_secs(30) },
-                ServiceAction { action_type: ServiceActionType::Restart, delay: Duration::from_secs(60) },
+                ServiceAction {
+                    action_type: ServiceActionType::Restart,
+                    delay: Duration::from_secs(10),
+                },
+                ServiceAction {
+                    action_type: ServiceActionType::Restart,
+                    delay: Duration::from_secs(30),
+                },
+                ServiceAction {
+                    action_type: ServiceActionType::Restart,
+                    delay: Duration::from_secs(60),
+                },
             ]),
         }),
         &mut report,
@@ -130,11 +144,16 @@ pub fn install(exe: &Path, extension_ids: &[String]) -> anyhow::Result<Vec<Strin
     let (run, _) = hklm.create_subkey(RUN_KEY).context("opening the Run key")?;
     run.set_value(RUN_VALUE, &format!("\"{}\"", tray.display()))
         .context("registering the tray in the Run key")?;
-    report.push(format!("tray registered to start at logon: {}", tray.display()));
+    report.push(format!(
+        "tray registered to start at logon: {}",
+        tray.display()
+    ));
 
     let manifest = write_native_host_manifest(dir, extension_ids)?;
     for key in NATIVE_HOST_KEYS {
-        let (k, _) = hklm.create_subkey(key).with_context(|| format!("creating HKLM\\{key}"))?;
+        let (k, _) = hklm
+            .create_subkey(key)
+            .with_context(|| format!("creating HKLM\\{key}"))?;
         k.set_value("", &manifest.display().to_string())
             .with_context(|| format!("writing HKLM\\{key}"))?;
         report.push(format!("native messaging host registered: HKLM\\{key}"));
@@ -168,7 +187,11 @@ pub fn write_native_host_manifest(dir: &Path, extension_ids: &[String]) -> anyho
     Ok(path)
 }
 
-fn wait_for(service: &windows_service::service::Service, want: ServiceState, limit: Duration) -> bool {
+fn wait_for(
+    service: &windows_service::service::Service,
+    want: ServiceState,
+    limit: Duration,
+) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         match service.query_status() {
@@ -191,13 +214,18 @@ pub fn uninstall() -> anyhow::Result<()> {
         ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
     ) {
         Ok(service) => {
-            if service.query_status().is_ok_and(|s| s.current_state != ServiceState::Stopped) {
+            if service
+                .query_status()
+                .is_ok_and(|s| s.current_state != ServiceState::Stopped)
+            {
                 let _ = service.stop();
                 if !wait_for(&service, ServiceState::Stopped, Duration::from_secs(30)) {
                     println!("warning: the service did not stop within 30 s; deleting anyway");
                 }
             }
-            service.delete().context("deleting the ToktraAgent service")?;
+            service
+                .delete()
+                .context("deleting the ToktraAgent service")?;
             println!("service {SERVICE_NAME} deleted");
         }
         Err(_) => println!("service {SERVICE_NAME} was not installed"),

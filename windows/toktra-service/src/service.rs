@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use windows_service::service::{
-    ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus,
-    ServiceType,
+    ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
 };
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 use windows_service::{define_windows_service, service_dispatcher};
@@ -115,7 +114,11 @@ pub fn run_until_stopped(cfg: config::AgentConfig, stop: watch::Receiver<bool>) 
         cfg.device_id,
         cfg.ingest_url,
         cfg.log_level,
-        if cfg.device_id_generated { ", DeviceId generated and stored" } else { "" }
+        if cfg.device_id_generated {
+            ", DeviceId generated and stored"
+        } else {
+            ""
+        }
     );
     tracing::info!("{started}");
     if let Err(e) = eventlog::report(Kind::Info, ids::STARTED, &started) {
@@ -128,7 +131,10 @@ pub fn run_until_stopped(cfg: config::AgentConfig, stop: watch::Receiver<bool>) 
     {
         Ok(rt) => rt,
         Err(e) => {
-            report_error(ids::ERROR, &format!("Toktra Agent cannot start its runtime: {e}"));
+            report_error(
+                ids::ERROR,
+                &format!("Toktra Agent cannot start its runtime: {e}"),
+            );
             return ServiceExitCode::ServiceSpecific(EXIT_RUNTIME);
         }
     };
@@ -142,7 +148,10 @@ pub fn run_until_stopped(cfg: config::AgentConfig, stop: watch::Receiver<bool>) 
             ServiceExitCode::Win32(0)
         }
         Err(e) => {
-            report_error(ids::ERROR, &format!("Toktra Agent stopped on an error: {e:#}"));
+            report_error(
+                ids::ERROR,
+                &format!("Toktra Agent stopped on an error: {e:#}"),
+            );
             ServiceExitCode::ServiceSpecific(EXIT_RUNTIME)
         }
     }

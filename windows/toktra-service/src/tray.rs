@@ -34,7 +34,11 @@ pub fn budget_line(budget: &BudgetStatus, user: Option<&str>) -> Option<String> 
         None => budget.entries.iter().find(|e| e.user.is_none()),
     }
     .or_else(|| budget.entries.first())?;
-    let pct = e.used.saturating_mul(100).checked_div(e.limit).unwrap_or(100);
+    let pct = e
+        .used
+        .saturating_mul(100)
+        .checked_div(e.limit)
+        .unwrap_or(100);
     let scope = e.department.as_deref().unwrap_or("Organization");
     let state = match e.state {
         BudgetState::Ok => "",
@@ -49,7 +53,11 @@ pub fn budget_line(budget: &BudgetStatus, user: Option<&str>) -> Option<String> 
     ))
 }
 
-pub fn view(status: Option<&AgentStatus>, budget: Option<&BudgetStatus>, user: Option<&str>) -> TrayView {
+pub fn view(
+    status: Option<&AgentStatus>,
+    budget: Option<&BudgetStatus>,
+    user: Option<&str>,
+) -> TrayView {
     let Some(st) = status else {
         return TrayView {
             tooltip: "Toktra Agent: service not running".into(),
@@ -59,7 +67,11 @@ pub fn view(status: Option<&AgentStatus>, budget: Option<&BudgetStatus>, user: O
     };
     let budget_text = budget.and_then(|b| budget_line(b, user));
     let mut lines = vec![format!("Toktra Agent {}", st.version)];
-    lines.push(if st.enrolled { "Enrolled".into() } else { "Not enrolled yet".into() });
+    lines.push(if st.enrolled {
+        "Enrolled".into()
+    } else {
+        "Not enrolled yet".into()
+    });
     lines.push(match st.driver {
         DriverState::Present => "Capture driver: running".into(),
         DriverState::NotPresent => "Capture driver: not present".into(),
@@ -68,7 +80,10 @@ pub fn view(status: Option<&AgentStatus>, budget: Option<&BudgetStatus>, user: O
     if let Some(b) = &budget_text {
         lines.push(b.clone());
     }
-    let mut tooltip = format!("Toktra: {}", budget_text.as_deref().unwrap_or("no budget set"));
+    let mut tooltip = format!(
+        "Toktra: {}",
+        budget_text.as_deref().unwrap_or("no budget set")
+    );
     if tooltip.chars().count() > TOOLTIP_MAX {
         tooltip = tooltip.chars().take(TOOLTIP_MAX - 3).collect::<String>() + "...";
     }
@@ -120,7 +135,10 @@ mod tests {
             }],
         };
         let v = view(Some(&status()), Some(&b), Some("jsmith"));
-        assert_eq!(v.tooltip, "Toktra: Research: 95 % of 1,000,000 tokens used (2026-11) - nearing limit");
+        assert_eq!(
+            v.tooltip,
+            "Toktra: Research: 95 % of 1,000,000 tokens used (2026-11) - nearing limit"
+        );
         assert!(v.lines.contains(&"Capture driver: not present".to_owned()));
         assert_eq!(v.dashboard_url.as_deref(), Some("https://x/dash"));
         assert!(v.tooltip.chars().count() <= TOOLTIP_MAX);

@@ -21,7 +21,11 @@ fn enrolled_identity_is_in_the_store_and_key_file() {
         cert_subject: subject.clone(),
     };
     let certs = store.certificates_in_store().unwrap();
-    assert_eq!(certs.len(), 1, "exactly one device certificate with CN={subject}");
+    assert_eq!(
+        certs.len(),
+        1,
+        "exactly one device certificate with CN={subject}"
+    );
     let info = cert_info_der(&certs[0]).unwrap();
     assert_eq!(info.subject_cn.as_deref(), Some(subject.as_str()));
     let id = info.identity.expect("SAN URI with the device identity");
@@ -31,12 +35,25 @@ fn enrolled_identity_is_in_the_store_and_key_file() {
     assert!((89..=91).contains(&days), "certificate valid {days} days");
 
     let sealed = std::fs::read(paths::key_file()).unwrap();
-    assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"), "key file is not sealed");
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"),
+        "key file is not sealed"
+    );
     let plain = dpapi::read_key_file(&paths::key_file()).unwrap().unwrap();
-    assert!(String::from_utf8(plain).unwrap().contains("-----BEGIN PRIVATE KEY-----"));
+    assert!(
+        String::from_utf8(plain)
+            .unwrap()
+            .contains("-----BEGIN PRIVATE KEY-----")
+    );
     // The pair loads: the key in the file matches the certificate in the store.
-    let loaded = store.load().unwrap().expect("identity loads from store + key file");
+    let loaded = store
+        .load()
+        .unwrap()
+        .expect("identity loads from store + key file");
     assert!(loaded.cert_pem.contains("BEGIN CERTIFICATE"));
     let sddl = dpapi::file_dacl_sddl(&paths::key_file()).unwrap();
-    assert!(!sddl.contains(";WD)") && !sddl.contains(";BU)") && !sddl.contains(";IU)"), "{sddl}");
+    assert!(
+        !sddl.contains(";WD)") && !sddl.contains(";BU)") && !sddl.contains(";IU)"),
+        "{sddl}"
+    );
 }

@@ -27,6 +27,7 @@ use crate::{ASSEMBLER_SLOTS, INSPECTED_REMOTE_PORT, MAX_FLOWS, RING_CAPACITY};
 // ---- ntoskrnl / wdm declarations --------------------------------------------------
 
 type KSPIN_LOCK = usize;
+#[allow(clippy::upper_case_acronyms)] // the WDK's own name, kept so the code reads like wdm.h
 type KIRQL = u8;
 
 /// DRIVER_OBJECT (x64), pinned by layout_check.c against mingw's wdm.h.

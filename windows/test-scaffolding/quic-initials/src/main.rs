@@ -40,9 +40,15 @@ fn seal(version: u32, pn: u32, frames: &[u8]) -> Result<Vec<u8>, String> {
 fn datagrams(seed: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let (&mode, frames) = seed.split_first().ok_or("empty seed")?;
     if mode % 3 != 1 {
-        return Err(format!("seed mode {mode:#x} is not the two-Initial (sealed) mode"));
+        return Err(format!(
+            "seed mode {mode:#x} is not the two-Initial (sealed) mode"
+        ));
     }
-    let version = if mode & 0x80 == 0 { VERSION_1 } else { VERSION_2 };
+    let version = if mode & 0x80 == 0 {
+        VERSION_1
+    } else {
+        VERSION_2
+    };
     let cut = usize::from(mode >> 2 & 0x0f) * frames.len() / 15;
     let (a, b) = frames.split_at(cut);
     let (p0, p1) = (seal(version, 0, a)?, seal(version, 1, b)?);
@@ -58,7 +64,9 @@ fn check(datagrams: &[Vec<u8>]) -> Result<String, String> {
     let mut scratch = vec![0u8; 65_535];
     for (i, d) in datagrams.iter().enumerate() {
         let last = i + 1 == datagrams.len();
-        match feed_client_datagram(d, &mut scratch, &mut asm).map_err(|e| format!("datagram {i}: {e}"))? {
+        match feed_client_datagram(d, &mut scratch, &mut asm)
+            .map_err(|e| format!("datagram {i}: {e}"))?
+        {
             (_, Progress::Complete(h)) if last => {
                 let info = HelloInfo::new(&h, Transport::Quic);
                 let alpn: Vec<_> = info.alpn().map(String::from_utf8_lossy).collect();
@@ -69,7 +77,9 @@ fn check(datagrams: &[Vec<u8>]) -> Result<String, String> {
                     info.ja4.as_str()
                 ));
             }
-            (_, Progress::Complete(_)) => return Err(format!("the hello is complete after datagram {i} already")),
+            (_, Progress::Complete(_)) => {
+                return Err(format!("the hello is complete after datagram {i} already"));
+            }
             (_, Progress::NeedMore) if last => return Err("the hello is still incomplete".into()),
             (_, Progress::NeedMore) => {}
         }
@@ -91,7 +101,11 @@ fn main() -> ExitCode {
             let path = format!("{prefix}-{i}.bin");
             std::fs::write(&path, d).map_err(|e| format!("{path}: {e}"))?;
         }
-        Ok(format!("{} datagram(s) of {:?} bytes, {what}", grams.len(), grams.iter().map(Vec::len).collect::<Vec<_>>()))
+        Ok(format!(
+            "{} datagram(s) of {:?} bytes, {what}",
+            grams.len(),
+            grams.iter().map(Vec::len).collect::<Vec<_>>()
+        ))
     };
     match run() {
         Ok(line) => {

@@ -113,11 +113,17 @@ fn status(json: bool) -> anyhow::Result<()> {
             println!(
                 "enrolled: {}{}",
                 if st.enrolled { "yes" } else { "no" },
-                st.cert_not_after.as_deref().map(|t| format!(" (certificate valid until {t})")).unwrap_or_default()
+                st.cert_not_after
+                    .as_deref()
+                    .map(|t| format!(" (certificate valid until {t})"))
+                    .unwrap_or_default()
             );
             println!("driver: {:?} ({} events)", st.driver, st.driver_events);
             println!("extension events: {}", st.extension_events);
-            println!("spool: {} events waiting, {} uploaded", st.spool_events, st.uploaded_events);
+            println!(
+                "spool: {} events waiting, {} uploaded",
+                st.spool_events, st.uploaded_events
+            );
             if let Some(t) = &st.last_upload {
                 println!("last upload: {t}");
             }

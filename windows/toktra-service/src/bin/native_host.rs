@@ -33,7 +33,8 @@ impl Host {
         // One reconnect: the service may have restarted since the last message.
         for attempt in 0..2 {
             if self.client.is_none() {
-                self.client = Some(Client::connect(Duration::from_secs(2)).map_err(|e| e.to_string())?);
+                self.client =
+                    Some(Client::connect(Duration::from_secs(2)).map_err(|e| e.to_string())?);
             }
             match self.client.as_mut().map(|c| c.call(op.clone())) {
                 Some(Ok(r)) => return Ok(r),
@@ -57,13 +58,16 @@ impl Host {
                 Err(e) => json!({"type": "error", "error": e}),
             },
             Incoming::Event { .. } | Incoming::Events { .. } => {
-                let events = match native::events_of(&msg, self.user.as_deref(), chrono::Utc::now()) {
+                let events = match native::events_of(&msg, self.user.as_deref(), chrono::Utc::now())
+                {
                     Ok(ev) => ev,
                     Err(e) => return json!({"type": "error", "error": e.to_string()}),
                 };
                 let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
                 match self.call(Op::Events { events }) {
-                    Ok(r) => json!({"type": "ack", "accepted": r.accepted.unwrap_or(0), "ids": ids}),
+                    Ok(r) => {
+                        json!({"type": "ack", "accepted": r.accepted.unwrap_or(0), "ids": ids})
+                    }
                     Err(e) => json!({"type": "error", "error": e}),
                 }
             }
@@ -92,21 +96,30 @@ fn main() -> ExitCode {
     }
     let mut input = io::stdin().lock();
     let mut output = io::stdout().lock();
-    let mut host = Host { client: None, user: user_name() };
+    let mut host = Host {
+        client: None,
+        user: user_name(),
+    };
     loop {
         match native::read_message(&mut input) {
             Ok(None) => return ExitCode::SUCCESS,
             Ok(Some(body)) => {
                 let answer = host.handle(&body);
                 if let Err(e) = reply(&mut output, &answer) {
-                    let _ = writeln!(io::stderr(), "toktra-native-host: writing to the browser: {e}");
+                    let _ = writeln!(
+                        io::stderr(),
+                        "toktra-native-host: writing to the browser: {e}"
+                    );
                     return ExitCode::FAILURE;
                 }
             }
             Err(e) => {
                 // A broken frame cannot be resynchronised: say why, then end the session
                 // (the browser reports the disconnect to the extension).
-                let _ = reply(&mut output, &json!({"type": "error", "error": e.to_string()}));
+                let _ = reply(
+                    &mut output,
+                    &json!({"type": "error", "error": e.to_string()}),
+                );
                 let _ = writeln!(io::stderr(), "toktra-native-host: {e}");
                 return ExitCode::FAILURE;
             }

@@ -24,7 +24,7 @@ use windows_sys::Win32::Graphics::Gdi::{
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::UI::Shell::{
     NIF_ICON, NIF_INFO, NIF_MESSAGE, NIF_TIP, NIIF_WARNING, NIM_ADD, NIM_DELETE, NIM_MODIFY,
-    NOTIFYICONDATAW, ShellExecuteW, Shell_NotifyIconW,
+    NOTIFYICONDATAW, Shell_NotifyIconW, ShellExecuteW,
 };
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     AppendMenuW, CreatePopupMenu, CreateWindowExW, DefWindowProcW, DestroyMenu, DestroyWindow,
@@ -60,7 +60,10 @@ fn poll(after: u64) -> Snapshot {
         let mut c = Client::connect(Duration::from_secs(1))?;
         let status = c.call(Op::Status)?.status;
         let budget = c.call(Op::Budget)?.budget;
-        let notes = c.call(Op::Notifications { after })?.notifications.unwrap_or_default();
+        let notes = c
+            .call(Op::Notifications { after })?
+            .notifications
+            .unwrap_or_default();
         Ok((status, budget, notes))
     };
     let user = user();
@@ -147,14 +150,26 @@ fn show_menu(hwnd: HWND) {
         }
         AppendMenuW(menu, MF_SEPARATOR, 0, ptr::null());
         let dash = wide("Open dashboard");
-        let flags = if view.dashboard_url.is_some() { MF_STRING } else { MF_STRING | MF_GRAYED };
+        let flags = if view.dashboard_url.is_some() {
+            MF_STRING
+        } else {
+            MF_STRING | MF_GRAYED
+        };
         AppendMenuW(menu, flags, CMD_DASHBOARD, dash.as_ptr());
         let exit = wide("Exit");
         AppendMenuW(menu, MF_STRING, CMD_EXIT, exit.as_ptr());
         let mut pt = POINT { x: 0, y: 0 };
         GetCursorPos(&mut pt);
         SetForegroundWindow(hwnd);
-        let cmd = TrackPopupMenu(menu, TPM_RETURNCMD | TPM_RIGHTBUTTON, pt.x, pt.y, 0, hwnd, ptr::null());
+        let cmd = TrackPopupMenu(
+            menu,
+            TPM_RETURNCMD | TPM_RIGHTBUTTON,
+            pt.x,
+            pt.y,
+            0,
+            hwnd,
+            ptr::null(),
+        );
         DestroyMenu(menu);
         command(hwnd, cmd as usize, &view);
     }
@@ -167,7 +182,14 @@ fn command(hwnd: HWND, cmd: usize, view: &TrayView) {
                 let (op, file) = (wide("open"), wide(url));
                 // SAFETY: valid strings; the shell opens the default browser.
                 unsafe {
-                    ShellExecuteW(hwnd, op.as_ptr(), file.as_ptr(), ptr::null(), ptr::null(), SW_SHOWNORMAL)
+                    ShellExecuteW(
+                        hwnd,
+                        op.as_ptr(),
+                        file.as_ptr(),
+                        ptr::null(),
+                        ptr::null(),
+                        SW_SHOWNORMAL,
+                    )
                 };
             }
         }
@@ -184,7 +206,11 @@ fn paint(hwnd: HWND) {
         let s = s.borrow();
         s.view
             .as_ref()
-            .map(|v| std::iter::once(v.tooltip.clone()).chain(v.lines.iter().cloned()).collect::<Vec<_>>())
+            .map(|v| {
+                std::iter::once(v.tooltip.clone())
+                    .chain(v.lines.iter().cloned())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
     });
     // SAFETY: standard WM_PAINT handling on our window.
@@ -242,7 +268,13 @@ fn main() {
         for l in &snap.view.lines {
             println!("menu: {l}");
         }
-        println!("menu: Open dashboard -> {}", snap.view.dashboard_url.as_deref().unwrap_or("(unavailable)"));
+        println!(
+            "menu: Open dashboard -> {}",
+            snap.view
+                .dashboard_url
+                .as_deref()
+                .unwrap_or("(unavailable)")
+        );
         for n in &snap.new_notifications {
             println!("notification {}: {}: {}", n.id, n.title, n.message);
         }
