@@ -122,51 +122,27 @@ impl Db for PgStore {
         self.fetch_optional(s).await
     }
 
-    fn bucket_expr(p: Period) -> &'static str {
-        match p {
-            Period::Hourly => "u.hour",
-            Period::Daily => "(u.hour - (u.hour % 86400))",
-            // 1970-01-01 was a Thursday: shift by 3 days so weeks start on Monday (ISO).
-            Period::Weekly => "(u.hour - ((u.hour + 259200) % 604800))",
-            Period::Monthly => {
-                "CAST(EXTRACT(EPOCH FROM date_trunc('month', to_timestamp(u.hour) AT TIME ZONE 'UTC')) AS BIGINT)"
-            }
-        }
-    }
+    const MONTH_BUCKET: &'static str = "CAST(EXTRACT(EPOCH FROM date_trunc('month', to_timestamp(u.hour) AT TIME ZONE 'UTC')) AS BIGINT)";
 
     async fn ingest_batch(&self, b: Batch<'_>) -> Result<IngestOutcome> {
-        let Batch {
-            org_id,
-            device_id,
-            batch_id,
-            agent_version,
-            dropped,
-            events,
-            now,
-        } = b;
         let mut tx = self.pool.begin().await?;
-        let batch_new = sqlx::query(sql::INSERT_BATCH)
-            .bind(org_id)
-            .bind(batch_id.to_string())
-            .bind(device_id)
-            .bind(agent_version)
-            .bind(ms(now))
-            .bind(events.len() as i64)
-            .bind(dropped)
+        let batch_new = b
+            .insert()
+            .into_pg()?
             .execute(&mut *tx)
             .await?
             .rows_affected();
         let mut accepted: Vec<&StoredEvent> = Vec::new();
-        if batch_new == 1 && !events.is_empty() {
+        if batch_new == 1 && !b.events.is_empty() {
             let mut cols = EventColumns::default();
-            for se in events {
+            for se in b.events {
                 cols.push(EventRow::of(se));
             }
             let mut args = PgArguments::default();
             let bound = (|| {
-                args.add(org_id)?;
-                args.add(device_id)?;
-                args.add(batch_id.to_string())?;
+                args.add(b.org_id)?;
+                args.add(b.device_id)?;
+                args.add(b.batch_id.to_string())?;
                 cols.add_to(&mut args)
             })();
             bound.map_err(sqlx::Error::Encode)?;
@@ -177,7 +153,8 @@ impl Db for PgStore {
             let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
             // An id repeated inside one batch is inserted once: count its first copy.
             let mut seen = std::collections::HashSet::new();
-            accepted = events
+            accepted = b
+                .events
                 .iter()
                 .filter(|e| {
                     let id = e.event.event_id.to_string();
@@ -207,7 +184,7 @@ impl Db for PgStore {
                     r.7.push(c);
                 }
                 sqlx::query(sqlx::AssertSqlSafe(UPSERT_ROLLUP.as_str()))
-                    .bind(org_id)
+                    .bind(b.org_id)
                     .bind(&r.0)
                     .bind(&r.1)
                     .bind(&r.2)
@@ -224,25 +201,19 @@ impl Db for PgStore {
                 .collect();
             if !users.is_empty() {
                 sqlx::query("INSERT INTO device_users (org_id, device_id, user_id) SELECT $1, $2, * FROM UNNEST($3::TEXT[]) ON CONFLICT DO NOTHING")
-                    .bind(org_id)
-                    .bind(device_id)
+                    .bind(b.org_id)
+                    .bind(b.device_id)
                     .bind(&users)
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        sqlx::query(sql::TOUCH_DEVICE)
-            .bind(org_id)
-            .bind(device_id)
-            .bind(ms(now))
-            .bind(agent_version)
-            .execute(&mut *tx)
-            .await?;
+        b.touch_device().into_pg()?.execute(&mut *tx).await?;
         tx.commit().await?;
         let n = accepted.len() as u32;
         Ok(IngestOutcome {
             accepted: n,
-            duplicates: events.len() as u32 - n,
+            duplicates: b.events.len() as u32 - n,
         })
     }
 }

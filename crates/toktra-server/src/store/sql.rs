@@ -237,8 +237,9 @@ pub trait Db: Send + Sync + 'static {
     /// A statement that writes and returns a row (`UPDATE ... RETURNING`).
     async fn write_returning<T: FromRow>(&self, s: Stmt) -> Result<Option<T>>;
 
-    /// The period bucket (epoch seconds) of `u.hour`.
-    fn bucket_expr(p: Period) -> &'static str;
+    /// The start of `u.hour`'s calendar month (UTC, epoch seconds): the one period
+    /// bucket plain arithmetic cannot give.
+    const MONTH_BUCKET: &'static str;
 
     /// [`Store::ingest`]: one transaction, de-duplicating on batch and event id.
     async fn ingest_batch(&self, b: Batch<'_>) -> Result<IngestOutcome>;
@@ -605,7 +606,7 @@ impl<D: Db> Store for D {
     }
 
     async fn usage(&self, q: &UsageQuery) -> Result<UsagePage> {
-        let bucket = D::bucket_expr(q.period);
+        let bucket = bucket_expr::<D>(q.period);
         let c = q.after.as_ref();
         let filters = || -> Vec<Box<dyn Param>> {
             vec![
@@ -673,6 +674,17 @@ impl<D: Db> Store for D {
     }
 }
 
+/// The period bucket (epoch seconds) of `u.hour`.
+fn bucket_expr<D: Db>(p: Period) -> &'static str {
+    match p {
+        Period::Hourly => "u.hour",
+        Period::Daily => "(u.hour - (u.hour % 86400))",
+        // 1970-01-01 was a Thursday: shift by 3 days so weeks start on Monday (ISO).
+        Period::Weekly => "(u.hour - ((u.hour + 259200) % 604800))",
+        Period::Monthly => D::MONTH_BUCKET,
+    }
+}
+
 /// Usage grouped by period bucket, org, user, provider and product, filtered by
 /// `$1`..`$7` (org, start hour, end hour, user, provider, product, department).
 fn grouped_sql(bucket: &str) -> String {
@@ -714,10 +726,32 @@ fn page(mut rows: Vec<UsageRow>, limit: u32, total_count: i64) -> UsagePage {
 
 // ---- ingest: what both dialects' transactions share
 
-pub(super) const INSERT_BATCH: &str = "INSERT INTO batches (org_id, batch_id, device_id, agent_version, received_at, event_count, dropped) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+impl Batch<'_> {
+    /// Records the batch; changes no row when its id was seen before (a retry).
+    pub(super) fn insert(&self) -> Stmt {
+        stmt!(
+            "INSERT INTO batches (org_id, batch_id, device_id, agent_version, received_at, event_count, dropped) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            owned(self.org_id),
+            self.batch_id.to_string(),
+            owned(self.device_id),
+            owned(self.agent_version),
+            ms(self.now),
+            self.events.len() as i64,
+            self.dropped,
+        )
+    }
 
-pub(super) const TOUCH_DEVICE: &str =
-    "UPDATE devices SET last_seen = $3, agent_version = $4 WHERE org_id = $1 AND id = $2";
+    /// Marks the device seen now, with the agent version it sent.
+    pub(super) fn touch_device(&self) -> Stmt {
+        stmt!(
+            "UPDATE devices SET last_seen = $3, agent_version = $4 WHERE org_id = $1 AND id = $2",
+            owned(self.org_id),
+            owned(self.device_id),
+            ms(self.now),
+            owned(self.agent_version),
+        )
+    }
+}
 
 /// Adds a roll-up increment to the existing row (the upsert both dialects append to
 /// their `INSERT INTO usage_hourly`).

@@ -134,8 +134,6 @@ static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
     sql::insert_events_sql(&format!("VALUES ({})", values.join(", ")))
 });
 
-static INSERT_BATCH: LazyLock<String> = LazyLock::new(|| sql::INSERT_BATCH.replace('$', "?"));
-static TOUCH_DEVICE: LazyLock<String> = LazyLock::new(|| sql::TOUCH_DEVICE.replace('$', "?"));
 static UPSERT_ROLLUP: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO usage_hourly ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {}",
@@ -174,46 +172,18 @@ impl Db for SqliteStore {
         self.write(move |c| query_optional(c, &s)).await
     }
 
-    fn bucket_expr(p: Period) -> &'static str {
-        match p {
-            Period::Hourly => "u.hour",
-            Period::Daily => "(u.hour - (u.hour % 86400))",
-            // 1970-01-01 was a Thursday: shift by 3 days so weeks start on Monday (ISO).
-            Period::Weekly => "(u.hour - ((u.hour + 259200) % 604800))",
-            Period::Monthly => {
-                "CAST(strftime('%s', u.hour, 'unixepoch', 'start of month') AS INTEGER)"
-            }
-        }
-    }
+    const MONTH_BUCKET: &'static str =
+        "CAST(strftime('%s', u.hour, 'unixepoch', 'start of month') AS INTEGER)";
 
     async fn ingest_batch(&self, b: Batch<'_>) -> Result<IngestOutcome> {
-        let Batch {
-            org_id,
-            device_id,
-            batch_id,
-            agent_version,
-            dropped,
-            events,
-            now,
-        } = b;
-        let (o, d, v) = (
-            org_id.to_owned(),
-            device_id.to_owned(),
-            agent_version.to_owned(),
-        );
-        let events = events.to_vec();
+        // The blocking pool needs owned values.
+        let (o, d) = (b.org_id.to_owned(), b.device_id.to_owned());
+        let batch_s = b.batch_id.to_string();
+        let (insert_batch, touch_device) = (b.insert(), b.touch_device());
+        let events = b.events.to_vec();
         self.write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let batch_s = batch_id.to_string();
-            let batch_new = tx.prepare_cached(&INSERT_BATCH)?.execute(params![
-                o,
-                batch_s,
-                d,
-                v,
-                ms(now),
-                events.len() as i64,
-                dropped
-            ])?;
+            let batch_new = execute(&tx, &insert_batch)?;
             let mut accepted = Vec::with_capacity(events.len());
             if batch_new == 1 {
                 let mut ins = tx.prepare_cached(&INSERT_EVENT)?;
@@ -236,8 +206,7 @@ impl Db for SqliteStore {
                     du.execute(params![o, d, u])?;
                 }
             }
-            tx.prepare_cached(&TOUCH_DEVICE)?
-                .execute(params![o, d, ms(now), v])?;
+            execute(&tx, &touch_device)?;
             tx.commit()?;
             let accepted = accepted.len() as u32;
             Ok(IngestOutcome {
