@@ -7,14 +7,13 @@
 
 use chrono::{Duration, Utc};
 use std::sync::Arc;
-use toktra_proto::{FlowEvent, Source, Transport};
 use toktra_server::admin_api::{UsageParams, query_usage};
 use toktra_server::dashboard::data::{
     BudgetInput, DashboardData, DataError, DeviceStatus, UsageFilter,
 };
 use toktra_server::dashboard::store_data::StoreData;
 use toktra_server::dashboard::{CreateAdminError, auth, create_admin};
-use toktra_server::store::{Device, StoredEvent, User};
+use toktra_server::store::{StoredEvent, User};
 use toktra_server::{Admin, Store};
 use uuid::Uuid;
 
@@ -35,64 +34,11 @@ fn event(
     tin: u64,
     tout: u64,
 ) -> StoredEvent {
-    StoredEvent {
-        event: FlowEvent {
-            event_id: Uuid::now_v7(),
-            source: Source::Wfp,
-            started_at: at,
-            duration_ms: 100,
-            transport: Transport::Tcp,
-            sni: None,
-            alpn: vec!["h2".into()],
-            ja4: None,
-            ech: false,
-            provider: Some(provider.into()),
-            product: Some(product.into()),
-            category: None,
-            bytes_out: 10,
-            bytes_in: 20,
-            records_in: None,
-            est_input_tokens: tin,
-            est_output_tokens: tout,
-            user: Some(user.into()),
-            process: None,
-            dst_ip: None,
-            dst_port: Some(443),
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
-        },
-        provider: Some(provider.into()),
-        product: Some(product.into()),
-        category: None,
-        cost_usd: 0.25,
-    }
+    common::event(user, provider, product, at, (tin, tout), 0.25)
 }
 
-/// A fresh organization (unique name, so the PostgreSQL database can be shared) with
-/// one enrolled device.
 async fn org_with_device(s: &Arc<dyn Store>) -> (String, String) {
-    let org = Admin::new(s.clone())
-        .create_org(&format!("Org {}", Uuid::now_v7()), None)
-        .await
-        .unwrap();
-    let dev = Uuid::now_v7().to_string();
-    s.insert_device(&Device {
-        org_id: org.id.clone(),
-        id: dev.clone(),
-        hostname: Some("FIN-LT-0203".into()),
-        platform: Some("Windows 11".into()),
-        agent_version: Some("0.1.0".into()),
-        status: toktra_server::store::DeviceStatus::Enrolled,
-        cert_serial: Some("01".into()),
-        prev_cert_serial: None,
-        cert_expires_at: Some(Utc::now() + Duration::days(90)),
-        enrolled_at: Utc::now(),
-        last_seen: None,
-    })
-    .await
-    .unwrap();
-    (org.id, dev)
+    common::org_with_device(s, "FIN-LT-0203", "Windows 11").await
 }
 
 async fn admin_accounts(s: Arc<dyn Store>) {

@@ -7,10 +7,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use toktra_proto::{BudgetState, FlowEvent, Source, Transport};
+use toktra_proto::BudgetState;
 use toktra_server::Admin;
 use toktra_server::store::{
-    Budget, Device, DeviceStatus, Period, StoreError, StoredEvent, UsageQuery, User,
+    Budget, DeviceStatus, Period, StoreError, StoredEvent, UsageQuery, User,
 };
 use toktra_server::{Store, ops::secret_hash};
 use uuid::Uuid;
@@ -32,60 +32,11 @@ fn now() -> DateTime<Utc> {
 }
 
 fn event(user: &str, product: &str, at: DateTime<Utc>, tin: u64, tout: u64) -> StoredEvent {
-    StoredEvent {
-        event: FlowEvent {
-            event_id: Uuid::now_v7(),
-            source: Source::Linux,
-            started_at: at,
-            duration_ms: 100,
-            transport: Transport::Tcp,
-            sni: Some("api.openai.com".into()),
-            alpn: vec!["h2".into()],
-            ja4: None,
-            ech: false,
-            provider: Some("openai".into()),
-            product: Some(product.into()),
-            category: Some("api".into()),
-            bytes_out: 10,
-            bytes_in: 20,
-            records_in: None,
-            est_input_tokens: tin,
-            est_output_tokens: tout,
-            user: Some(user.into()),
-            process: None,
-            dst_ip: None,
-            dst_port: Some(443),
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
-        },
-        provider: Some("openai".into()),
-        product: Some(product.into()),
-        category: Some("api".into()),
-        cost_usd: 0.5,
-    }
+    common::event(user, "openai", product, at, (tin, tout), 0.5)
 }
 
 async fn org_with_device(s: &Arc<dyn Store>) -> (String, String) {
-    let admin = Admin::new(s.clone());
-    let org = admin.create_org("Test Org", None).await.unwrap();
-    let dev = Uuid::now_v7().to_string();
-    s.insert_device(&Device {
-        org_id: org.id.clone(),
-        id: dev.clone(),
-        hostname: Some("host".into()),
-        platform: Some("linux".into()),
-        agent_version: Some("0.1.0".into()),
-        status: DeviceStatus::Enrolled,
-        cert_serial: Some("aa".into()),
-        prev_cert_serial: None,
-        cert_expires_at: Some(now() + Duration::days(90)),
-        enrolled_at: now(),
-        last_seen: None,
-    })
-    .await
-    .unwrap();
-    (org.id, dev)
+    common::org_with_device(s, "host", "linux").await
 }
 
 async fn tokens_and_keys(s: Arc<dyn Store>) {
@@ -177,7 +128,11 @@ async fn devices(s: Arc<dyn Store>) {
         .unwrap();
     let d = s.get_device(&org, &dev).await.unwrap().unwrap();
     assert_eq!(d.cert_serial.as_deref(), Some("bb"));
-    assert_eq!(d.prev_cert_serial.as_deref(), Some("aa"));
+    assert_eq!(
+        d.prev_cert_serial.as_deref(),
+        Some("01"),
+        "the fixture's serial"
+    );
     assert!(
         s.set_device_status(&org, "missing", DeviceStatus::Locked)
             .await

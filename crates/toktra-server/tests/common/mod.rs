@@ -2,8 +2,12 @@
 //! runs a test body once on SQLite and once on PostgreSQL so the two implementations
 //! are held to the same assertions.
 
+use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use toktra_server::Store;
+use toktra_proto::{FlowEvent, Source, Transport};
+use toktra_server::store::{Device, DeviceStatus, StoredEvent};
+use toktra_server::{Admin, Store};
+use uuid::Uuid;
 
 pub async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,4 +43,78 @@ macro_rules! both {
             }
         }
     )*};
+}
+
+/// A classified HTTPS event of `user` using `provider`'s `product` at `at`, with the
+/// given token estimates and cost; everything else fixed.
+pub fn event(
+    user: &str,
+    provider: &str,
+    product: &str,
+    at: DateTime<Utc>,
+    (tin, tout): (u64, u64),
+    cost_usd: f64,
+) -> StoredEvent {
+    StoredEvent {
+        event: FlowEvent {
+            event_id: Uuid::now_v7(),
+            source: Source::Linux,
+            started_at: at,
+            duration_ms: 100,
+            transport: Transport::Tcp,
+            sni: None,
+            alpn: vec!["h2".into()],
+            ja4: None,
+            ech: false,
+            provider: Some(provider.into()),
+            product: Some(product.into()),
+            category: None,
+            bytes_out: 10,
+            bytes_in: 20,
+            records_in: None,
+            est_input_tokens: tin,
+            est_output_tokens: tout,
+            user: Some(user.into()),
+            process: None,
+            dst_ip: None,
+            dst_port: Some(443),
+            endpoint: None,
+            source_domain: None,
+            streaming: None,
+        },
+        provider: Some(provider.into()),
+        product: Some(product.into()),
+        category: None,
+        cost_usd,
+    }
+}
+
+/// A fresh organization (unique name, so the PostgreSQL database can be shared) with
+/// one enrolled device on `hostname`/`platform`: (org id, device id).
+pub async fn org_with_device(
+    s: &Arc<dyn Store>,
+    hostname: &str,
+    platform: &str,
+) -> (String, String) {
+    let org = Admin::new(s.clone())
+        .create_org(&format!("Org {}", Uuid::now_v7()), None)
+        .await
+        .unwrap();
+    let dev = Uuid::now_v7().to_string();
+    s.insert_device(&Device {
+        org_id: org.id.clone(),
+        id: dev.clone(),
+        hostname: Some(hostname.into()),
+        platform: Some(platform.into()),
+        agent_version: Some("0.1.0".into()),
+        status: DeviceStatus::Enrolled,
+        cert_serial: Some("01".into()),
+        prev_cert_serial: None,
+        cert_expires_at: Some(Utc::now() + Duration::days(90)),
+        enrolled_at: Utc::now(),
+        last_seen: None,
+    })
+    .await
+    .unwrap();
+    (org.id, dev)
 }
