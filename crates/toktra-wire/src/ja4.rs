@@ -99,24 +99,25 @@ fn alpn_code(hello: &ClientHello<'_>) -> [u8; 2] {
     }
 }
 
-/// Insertion sort for the at most 128 values of one list. Not `sort_unstable`: core's
-/// sort keeps a panic path (its Ord-violation check) that survives LTO, and the kernel
-/// driver links with a check that fails on any surviving panic path.
-fn sort_small(values: &mut [u16]) {
-    for i in 1..values.len() {
-        let mut j = i;
-        while let Some(prev) = j.checked_sub(1) {
-            let Some([a, b]) = values
-                .get_mut(prev..=j)
-                .and_then(|w| <&mut [u16; 2]>::try_from(w).ok())
-            else {
-                break;
-            };
-            if *a <= *b {
-                break;
-            }
-            core::mem::swap(a, b);
-            j = prev;
+/// Sorts the at most 128 values of one list by rank: each value's place is the number
+/// of values smaller than it (ties by position), counted without branches, which the
+/// compiler vectorises. Insertion sort mispredicted a branch per comparison on the
+/// shuffled extension lists browsers send and was a tenth of `toktra pcap`'s time.
+/// Not `sort_unstable`: core's sort keeps a panic path (its Ord-violation check) that
+/// survives LTO, and the kernel driver links with a check that fails on any surviving
+/// panic path.
+fn sort_small(values: &[u16], sorted: &mut [u16]) {
+    for (i, &v) in values.iter().enumerate() {
+        let (before, after) = values.split_at(i);
+        // At most 128 values: the counts cannot wrap.
+        let below = before
+            .iter()
+            .fold(0usize, |n, &x| n.wrapping_add(usize::from(x <= v)));
+        let rank = after
+            .iter()
+            .fold(below, |n, &x| n.wrapping_add(usize::from(x < v)));
+        if let Some(slot) = sorted.get_mut(rank) {
+            *slot = v;
         }
     }
 }
@@ -145,8 +146,9 @@ where
         }
     }
     if fits {
-        let sorted = small.get_mut(..n).unwrap_or_default();
-        sort_small(sorted);
+        let mut sorted = [0u16; SMALL];
+        let sorted = sorted.get_mut(..n).unwrap_or_default();
+        sort_small(small.get(..n).unwrap_or_default(), sorted);
         sorted.iter().for_each(|&v| sink(v));
         return;
     }
@@ -164,55 +166,192 @@ where
     }
 }
 
-/// Hashes a comma-separated list of 4-hex-digit values.
-struct ListHasher {
-    hasher: Sha256,
-    count: usize,
+/// Longest list text ("1301,1302,...") built whole before hashing; a longer one (more
+/// values than real clients send) streams into the hash as it grows.
+const TEXT_LEN: usize = 256;
+
+fn hex4(v: u16) -> [u8; 4] {
+    let [hi, lo] = v.to_be_bytes();
+    [
+        hex_nibble(hi >> 4),
+        hex_nibble(hi),
+        hex_nibble(lo >> 4),
+        hex_nibble(lo),
+    ]
 }
 
-impl ListHasher {
+/// The text of one hashed JA4 part, collected in a fixed buffer so that SHA-256 sees
+/// it in one call (a call per value was a fifth of `toktra pcap`'s time on a large
+/// capture) and so that it can be memoised.
+struct ListText {
+    buf: [u8; TEXT_LEN],
+    len: usize,
+    /// Values pushed with [`ListText::push`] (the comma-separated ones).
+    count: usize,
+    /// Set once the text outgrew `buf`: what did not fit went into this hash.
+    spilled: Option<Sha256>,
+}
+
+impl ListText {
     fn new() -> Self {
         Self {
-            hasher: Sha256::new(),
+            buf: [0; TEXT_LEN],
+            len: 0,
             count: 0,
+            spilled: None,
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if end > TEXT_LEN {
+            let hasher = self.spilled.get_or_insert_with(Sha256::new);
+            hasher.update(self.buf.get(..self.len).unwrap_or_default());
+            self.len = 0;
+        }
+        let end = self.len.saturating_add(bytes.len());
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) => {
+                // Element-wise: copy_from_slice keeps a length-mismatch panic path the
+                // driver's link check refuses.
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = *s;
+                }
+                self.len = end;
+            }
+            // Only a piece longer than the whole buffer (never: pieces are <= 5 bytes).
+            None => self.spilled.get_or_insert_with(Sha256::new).update(bytes),
         }
     }
 
     fn push(&mut self, v: u16) {
         if self.count > 0 {
-            self.hasher.update(b",");
+            self.append(b",");
         }
-        let [hi, lo] = v.to_be_bytes();
-        self.hasher.update([
-            hex_nibble(hi >> 4),
-            hex_nibble(hi),
-            hex_nibble(lo >> 4),
-            hex_nibble(lo),
-        ]);
+        self.append(&hex4(v));
         self.count = self.count.saturating_add(1);
     }
 
-    fn finish_into(self, out: &mut [u8]) {
-        let digest = self.hasher.finalize();
-        for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
-            if let [a, b] = pair {
-                *a = hex_nibble(byte >> 4);
-                *b = hex_nibble(*byte);
+    /// Writes the first 12 hex digits of the text's SHA-256 into `out`.
+    fn finish_into(&mut self, out: &mut [u8], memo: Option<&mut Ja4Memo>) {
+        let text = self.buf.get(..self.len).unwrap_or_default();
+        let hash = match (self.spilled.take(), memo) {
+            (Some(mut hasher), _) => {
+                hasher.update(text);
+                truncated_hex(&hasher.finalize())
             }
+            (None, Some(memo)) => memo.hash(text),
+            (None, None) => truncated_hex(&Sha256::digest(text)),
+        };
+        for (o, h) in out.iter_mut().zip(hash) {
+            *o = h;
         }
     }
 }
 
-fn write_hash(out: &mut [u8], hasher: ListHasher, any: bool) {
-    if any {
-        hasher.finish_into(out);
-    } else {
-        out.fill(b'0');
+/// Hex digits of a JA4 hash part.
+const HASH_HEX_LEN: usize = 12;
+
+fn truncated_hex(digest: &[u8]) -> [u8; HASH_HEX_LEN] {
+    let mut out = [0u8; HASH_HEX_LEN];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+        if let [a, b] = pair {
+            *a = hex_nibble(byte >> 4);
+            *b = hex_nibble(*byte);
+        }
+    }
+    out
+}
+
+/// Slots of a [`Ja4Memo`].
+const MEMO_SLOTS: usize = 64;
+
+#[derive(Clone, Copy)]
+struct MemoSlot {
+    /// Length of `text`; `u16::MAX` for an empty slot (no text is that long).
+    len: u16,
+    text: [u8; TEXT_LEN],
+    hash: [u8; HASH_HEX_LEN],
+}
+
+/// Remembers the hashes of recently seen JA4 list texts, so that a capture of many
+/// connections from a few client stacks hashes each distinct cipher and extension
+/// list once. Pure memoisation: an entry is used only when its whole text equals the
+/// new one, so results are identical to [`ja4`]'s whatever the input (an attacker
+/// can only make it miss). Fixed size (about 17 KiB), no allocation; box it.
+#[derive(Clone)]
+pub struct Ja4Memo {
+    slots: [MemoSlot; MEMO_SLOTS],
+}
+
+impl Default for Ja4Memo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Ja4Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let used = self.slots.iter().filter(|s| s.len != u16::MAX).count();
+        write!(f, "Ja4Memo {{ {used} of {MEMO_SLOTS} slots used }}")
+    }
+}
+
+impl Ja4Memo {
+    /// An empty memo.
+    pub const fn new() -> Self {
+        Self {
+            slots: [MemoSlot {
+                len: u16::MAX,
+                text: [0; TEXT_LEN],
+                hash: [0; HASH_HEX_LEN],
+            }; MEMO_SLOTS],
+        }
+    }
+
+    fn hash(&mut self, text: &[u8]) -> [u8; HASH_HEX_LEN] {
+        // Direct-mapped by a cheap mix of the text: a collision only evicts.
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ text.len() as u64;
+        for chunk in text.chunks(8) {
+            let mut word = [0u8; 8];
+            for (w, c) in word.iter_mut().zip(chunk) {
+                *w = *c;
+            }
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
+            h ^= h >> 29;
+        }
+        let index = usize::try_from(h >> 58).unwrap_or(0) % MEMO_SLOTS;
+        let Some(slot) = self.slots.get_mut(index) else {
+            return truncated_hex(&Sha256::digest(text));
+        };
+        let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        if slot.len == len && slot.text.get(..text.len()) == Some(text) {
+            return slot.hash;
+        }
+        let hash = truncated_hex(&Sha256::digest(text));
+        if let Some(dst) = slot.text.get_mut(..text.len()) {
+            for (d, s) in dst.iter_mut().zip(text) {
+                *d = *s;
+            }
+            slot.len = len;
+            slot.hash = hash;
+        }
+        hash
     }
 }
 
 /// Computes the JA4 fingerprint of a ClientHello.
 pub fn ja4(hello: &ClientHello<'_>, transport: Transport) -> Ja4 {
+    compute(hello, transport, None)
+}
+
+/// [`ja4`] with a memo of list hashes: the same result, cheaper when many hellos
+/// share their cipher and extension lists (as connections of one client stack do).
+pub fn ja4_memo(hello: &ClientHello<'_>, transport: Transport, memo: &mut Ja4Memo) -> Ja4 {
+    compute(hello, transport, Some(memo))
+}
+
+fn compute(hello: &ClientHello<'_>, transport: Transport, mut memo: Option<&mut Ja4Memo>) -> Ja4 {
     let mut out = [b'0'; JA4_LEN];
     let ciphers = hello.cipher_suites();
     let exts = hello.extensions();
@@ -238,44 +377,42 @@ pub fn ja4(hello: &ClientHello<'_>, transport: Transport) -> Ja4 {
         *head = [proto, v0, v1, sni, c0, c1, e0, e1, a0, a1, b'_'];
     }
 
-    let mut cipher_hash = ListHasher::new();
-    for_each_sorted(ciphers.iter_non_grease(), |v| cipher_hash.push(v));
-    let any_cipher = cipher_hash.count > 0;
+    let mut cipher_text = ListText::new();
+    for_each_sorted(ciphers.iter_non_grease(), |v| cipher_text.push(v));
     if let Some(slot) = out.get_mut(11..23) {
-        write_hash(slot, cipher_hash, any_cipher);
+        if cipher_text.count > 0 {
+            cipher_text.finish_into(slot, memo.as_deref_mut());
+        } else {
+            slot.fill(b'0');
+        }
     }
     if let Some(sep) = out.get_mut(23) {
         *sep = b'_';
     }
 
-    let mut ext_hash = ListHasher::new();
+    let mut ext_text = ListText::new();
     let kept = exts
         .types()
         .filter(|&t| !is_grease(t) && t != ext::SERVER_NAME && t != ext::ALPN);
-    for_each_sorted(kept, |v| ext_hash.push(v));
-    let any_ext = ext_hash.count > 0;
+    for_each_sorted(kept, |v| ext_text.push(v));
+    let any_ext = ext_text.count > 0;
     let sigs = hello.signature_algorithms().unwrap_or_default();
     if any_ext && sigs.iter_non_grease().next().is_some() {
-        ext_hash.hasher.update(b"_");
-        // Signature algorithms are appended in wire order, after a fresh separator
-        // state: the first one is not preceded by a comma.
-        let mut first = true;
-        for v in sigs.iter_non_grease() {
-            if !first {
-                ext_hash.hasher.update(b",");
+        ext_text.append(b"_");
+        // Signature algorithms follow in wire order, comma-separated among themselves.
+        for (i, v) in sigs.iter_non_grease().enumerate() {
+            if i > 0 {
+                ext_text.append(b",");
             }
-            first = false;
-            let [hi, lo] = v.to_be_bytes();
-            ext_hash.hasher.update([
-                hex_nibble(hi >> 4),
-                hex_nibble(hi),
-                hex_nibble(lo >> 4),
-                hex_nibble(lo),
-            ]);
+            ext_text.append(&hex4(v));
         }
     }
     if let Some(slot) = out.get_mut(24..36) {
-        write_hash(slot, ext_hash, any_ext);
+        if any_ext {
+            ext_text.finish_into(slot, memo);
+        } else {
+            slot.fill(b'0');
+        }
     }
     Ja4(out)
 }

@@ -39,5 +39,5 @@ pub mod udp;
 pub use assembler::{HelloAssembler, Progress, StreamKind};
 pub use error::Error;
 pub use info::HelloInfo;
-pub use ja4::{Ja4, Transport, ja4};
+pub use ja4::{Ja4, Ja4Memo, Transport, ja4, ja4_memo};
 pub use tls::ClientHello;

@@ -401,6 +401,107 @@ mod crypto {
         pub payload: &'b [u8],
     }
 
+    /// Keys of one direction ready for use: the AES key schedules and the GHASH key
+    /// are computed once, with the keys.
+    struct ReadyKeys {
+        iv: [u8; 12],
+        aead: Aes128Gcm,
+        hp: Aes128,
+    }
+
+    impl ReadyKeys {
+        fn derive(version: u32, dcid: &[u8], side: Side) -> Result<Self, Error> {
+            let keys = InitialKeys::derive(version, dcid, side)?;
+            Ok(Self {
+                iv: keys.iv,
+                aead: Aes128Gcm::new(&keys.key.into()),
+                hp: Aes128::new(&keys.hp.into()),
+            })
+        }
+    }
+
+    struct CachedKeys {
+        version: u32,
+        side: Side,
+        dcid_len: usize,
+        dcid: [u8; super::MAX_CID_LEN],
+        keys: ReadyKeys,
+    }
+
+    /// Slots of an [`InitialKeyCache`].
+    const KEY_CACHE_SLOTS: usize = 16;
+
+    /// Initial keys of recently seen Destination Connection IDs. A client sends all
+    /// its Initials with the DCID of its first one (until a Retry), and Chromium
+    /// splits its ClientHello over two or more, so an observer decrypting them would
+    /// otherwise run the same HKDF derivation and AES key schedules once per packet;
+    /// that derivation costs more than decrypting the packet. Pure memoisation: an
+    /// entry is used only for the same version, side and DCID bytes. Fixed size, no
+    /// allocation.
+    pub struct InitialKeyCache {
+        slots: [Option<CachedKeys>; KEY_CACHE_SLOTS],
+    }
+
+    impl Default for InitialKeyCache {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl core::fmt::Debug for InitialKeyCache {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let used = self.slots.iter().filter(|s| s.is_some()).count();
+            write!(
+                f,
+                "InitialKeyCache {{ {used} of {KEY_CACHE_SLOTS} slots used }}"
+            )
+        }
+    }
+
+    impl InitialKeyCache {
+        /// An empty cache.
+        pub fn new() -> Self {
+            Self {
+                slots: core::array::from_fn(|_| None),
+            }
+        }
+
+        fn get(&mut self, version: u32, dcid: &[u8], side: Side) -> Result<&ReadyKeys, Error> {
+            // Connection IDs are random (RFC 9000 5.1): any few bytes index well, and
+            // a chosen collision only evicts.
+            let mix = dcid.iter().take(4).fold(dcid.len(), |h, &b| {
+                (h << 5) ^ h.rotate_right(3) ^ usize::from(b)
+            });
+            let index = mix % KEY_CACHE_SLOTS;
+            let slot = self.slots.get_mut(index).ok_or(Error::QuicDecryptFailed)?;
+            let hit = slot.as_ref().is_some_and(|c| {
+                c.version == version && c.side == side && c.dcid.get(..c.dcid_len) == Some(dcid)
+            });
+            if !hit {
+                let mut id = [0u8; super::MAX_CID_LEN];
+                let dst = id
+                    .get_mut(..dcid.len())
+                    .ok_or(Error::QuicConnectionIdTooLong {
+                        length: dcid.len(),
+                        at: 5,
+                    })?;
+                for (d, s) in dst.iter_mut().zip(dcid) {
+                    *d = *s;
+                }
+                *slot = Some(CachedKeys {
+                    version,
+                    side,
+                    dcid_len: dcid.len(),
+                    dcid: id,
+                    keys: ReadyKeys::derive(version, dcid, side)?,
+                });
+            }
+            slot.as_ref()
+                .map(|c| &c.keys)
+                .ok_or(Error::QuicDecryptFailed)
+        }
+    }
+
     /// Removes header protection from and decrypts the Initial packet at the start
     /// of `data`, with keys of `side` derived from the packet's own DCID (client
     /// Initials keep the original DCID until a Retry). The packet is copied into
@@ -411,17 +512,44 @@ mod crypto {
         side: Side,
         out: &'b mut [u8],
     ) -> Result<Initial<'p, 'b>, Error> {
+        decrypt(data, side, out, None)
+    }
+
+    /// [`decrypt_initial`] with keys kept in `cache` for the next packet with the
+    /// same DCID.
+    pub fn decrypt_initial_cached<'p, 'b>(
+        data: &'p [u8],
+        side: Side,
+        out: &'b mut [u8],
+        cache: &mut InitialKeyCache,
+    ) -> Result<Initial<'p, 'b>, Error> {
+        decrypt(data, side, out, Some(cache))
+    }
+
+    fn decrypt<'p, 'b>(
+        data: &'p [u8],
+        side: Side,
+        out: &'b mut [u8],
+        cache: Option<&mut InitialKeyCache>,
+    ) -> Result<Initial<'p, 'b>, Error> {
         let header = LongHeader::parse(data)?;
         if header.packet_type != Some(PacketType::Initial) {
             return Err(Error::QuicNotInitial {
                 packet_type: (header.first_byte >> 4) & 3,
             });
         }
-        let keys = InitialKeys::derive(header.version, header.dcid, side)?;
         let packet = data.get(..header.packet_len).ok_or(Error::Truncated {
             needed: header.packet_len.saturating_sub(data.len()),
             at: data.len(),
         })?;
+        let fresh;
+        let keys = match cache {
+            Some(cache) => cache.get(header.version, header.dcid, side)?,
+            None => {
+                fresh = ReadyKeys::derive(header.version, header.dcid, side)?;
+                &fresh
+            }
+        };
         let available = out.len();
         let buf = out.get_mut(..packet.len()).ok_or(Error::BufferTooSmall {
             needed: packet.len(),
@@ -441,7 +569,7 @@ mod crypto {
                 at: sample_at,
             })?;
         let mut mask = aes::Block::from(sample);
-        Aes128::new(&keys.hp.into()).encrypt_block(&mut mask);
+        keys.hp.encrypt_block(&mut mask);
         let first = buf.first_mut().ok_or(Error::QuicDecryptFailed)?;
         *first ^= mask.first().copied().unwrap_or(0) & 0x0f;
         let pn_len = usize::from(*first & 0x03).saturating_add(1);
@@ -470,7 +598,7 @@ mod crypto {
             .split_at_mut_checked(ct_len)
             .ok_or(Error::QuicDecryptFailed)?;
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::QuicDecryptFailed)?;
-        Aes128Gcm::new(&keys.key.into())
+        keys.aead
             .decrypt_in_place_detached(&nonce.into(), aad, ciphertext, &tag.into())
             .map_err(|_| Error::QuicDecryptFailed)?;
         Ok(Initial {
@@ -620,6 +748,27 @@ mod crypto {
         scratch: &mut [u8],
         assembler: &'a mut HelloAssembler,
     ) -> Result<(DatagramSummary, Progress<'a>), Error> {
+        feed(datagram, scratch, assembler, None)
+    }
+
+    /// [`feed_client_datagram`] with Initial keys kept in `cache` across datagrams
+    /// (and flows): the same results, without re-deriving keys for every Initial of
+    /// a connection.
+    pub fn feed_client_datagram_cached<'a>(
+        datagram: &[u8],
+        scratch: &mut [u8],
+        assembler: &'a mut HelloAssembler,
+        cache: &mut InitialKeyCache,
+    ) -> Result<(DatagramSummary, Progress<'a>), Error> {
+        feed(datagram, scratch, assembler, Some(cache))
+    }
+
+    fn feed<'a>(
+        datagram: &[u8],
+        scratch: &mut [u8],
+        assembler: &'a mut HelloAssembler,
+        mut cache: Option<&mut InitialKeyCache>,
+    ) -> Result<(DatagramSummary, Progress<'a>), Error> {
         let mut summary = DatagramSummary::default();
         let mut rest = datagram;
         let mut first = true;
@@ -637,7 +786,7 @@ mod crypto {
                 }
                 break;
             }
-            let next = match decrypt_initial(rest, Side::Client, scratch) {
+            let next = match decrypt(rest, Side::Client, scratch, cache.as_deref_mut()) {
                 Ok(initial) => {
                     summary.initials = summary.initials.saturating_add(1);
                     if summary.first_packet_number.is_none() {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{HelloBuilder, data, foxio_example, handshake_from_records};
-use toktra_wire::ja4::{Transport, ja4};
+use toktra_wire::ja4::{Ja4Memo, Transport, ja4, ja4_memo};
 use toktra_wire::tls::{self, ClientHello, is_grease};
 use toktra_wire::{Error, HelloInfo};
 
@@ -331,5 +331,71 @@ fn malformed_hellos_give_typed_errors() {
     assert_eq!(
         e.to_string(),
         "input truncated: 3 more byte(s) needed at offset 40"
+    );
+}
+
+/// The first 12 hex digits of SHA-256 of `text`, computed here independently.
+fn sha12(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn list_hashes_match_the_spec_text_at_every_length_and_the_memo_changes_nothing() {
+    let mut memo = Box::new(Ja4Memo::new());
+    // Lengths around the point where the list text outgrows its buffer and streams
+    // (51 values: 254 characters; 52: 259), up to more values than the sort's stack
+    // array holds; descending, with repeats beyond 37 values.
+    for n in [1u16, 2, 16, 50, 51, 52, 53, 100, 128, 129, 150] {
+        let ciphers: Vec<u16> = (0..n).map(|i| 0x1301 + ((n - 1 - i) % 37) * 3).collect();
+        let sigs = [0x0804u16, 0x0403, 0x0401];
+        let b = HelloBuilder::new()
+            .ciphers(&ciphers)
+            .sigalgs(&sigs)
+            .sni("x.example");
+        let msg = b.message();
+        let h = ClientHello::parse(&msg).unwrap();
+        let plain = ja4(&h, Transport::Tcp);
+        let mut sorted = ciphers.clone();
+        sorted.sort_unstable();
+        let text: Vec<String> = sorted.iter().map(|v| format!("{v:04x}")).collect();
+        assert_eq!(
+            &plain.as_str()[11..23],
+            sha12(&text.join(",")),
+            "{n} ciphers"
+        );
+        let ext_text = "000d_0804,0403,0401";
+        assert_eq!(&plain.as_str()[24..], sha12(ext_text), "{n} ciphers");
+        // A miss, then a hit, then a hit after other lists passed through the memo.
+        assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), plain, "{n}");
+        assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), plain, "{n}");
+    }
+    for n in [1u16, 2, 16, 50, 51, 52, 53, 100, 129, 150] {
+        let ciphers: Vec<u16> = (0..n).map(|i| 0x1301 + (n - 1 - i) * 3).collect();
+        let msg = HelloBuilder::new()
+            .ciphers(&ciphers)
+            .sigalgs(&[0x0804, 0x0403, 0x0401])
+            .sni("x.example")
+            .message();
+        let h = ClientHello::parse(&msg).unwrap();
+        assert_eq!(
+            ja4_memo(&h, Transport::Quic, &mut memo),
+            ja4(&h, Transport::Quic)
+        );
+    }
+    // Real hellos too.
+    let msg = handshake_from_records(&data(CHROMIUM.file));
+    let h = ClientHello::parse(&msg).unwrap();
+    assert_eq!(
+        ja4_memo(&h, Transport::Tcp, &mut memo).as_str(),
+        CHROMIUM.ja4
+    );
+    assert_eq!(
+        ja4_memo(&h, Transport::Tcp, &mut memo).as_str(),
+        CHROMIUM.ja4
     );
 }

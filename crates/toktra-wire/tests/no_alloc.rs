@@ -8,7 +8,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::{data, hex_file};
-use toktra_wire::{ClientHello, HelloAssembler, HelloInfo, Progress, StreamKind, Transport, ja4};
+use toktra_wire::{
+    ClientHello, HelloAssembler, HelloInfo, Ja4Memo, Progress, StreamKind, Transport, ja4, ja4_memo,
+};
 
 struct Counting;
 
@@ -51,6 +53,7 @@ fn zero_heap_allocations() {
     let mut asm = Box::new(HelloAssembler::new(StreamKind::Tls));
     let mut quic = Box::new(HelloAssembler::new(StreamKind::QuicCrypto));
     let mut scratch = vec![0u8; 1500];
+    let mut memo = Box::new(Ja4Memo::new());
 
     // Make sure the counter works at all.
     let (_, n) = allocations(|| vec![1u8; 10]);
@@ -59,6 +62,9 @@ fn zero_heap_allocations() {
     let (sni, n) = allocations(|| {
         let h = ClientHello::parse(&stream[5..]).unwrap();
         let j = ja4(&h, Transport::Tcp);
+        // A memo miss, then a hit.
+        assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), j);
+        assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), j);
         let info = HelloInfo::new(&h, Transport::Tcp);
         let (a, b) = stream.split_at(700);
         asm.push(700, b).unwrap();

@@ -6,8 +6,9 @@ mod common;
 
 use common::{data, handshake_from_records, hex, hex_file};
 use toktra_wire::quic::{
-    self, Frame, Frames, InitialKeys, LongHeader, PacketType, Side, VERSION_1, VERSION_2,
-    decrypt_initial, feed_client_datagram, seal_client_initial,
+    self, Frame, Frames, InitialKeyCache, InitialKeys, LongHeader, PacketType, Side, VERSION_1,
+    VERSION_2, decrypt_initial, decrypt_initial_cached, feed_client_datagram,
+    feed_client_datagram_cached, seal_client_initial,
 };
 use toktra_wire::{ClientHello, Error, HelloAssembler, Progress, StreamKind};
 
@@ -279,4 +280,75 @@ fn frames_and_headers_are_checked() {
             available: 582
         }
     );
+}
+
+#[test]
+fn cached_keys_give_the_same_results_and_never_cross_versions_or_ids() {
+    let hello = handshake_from_records(&data("chromium-clienthello.bin"));
+    let (a, b) = hello.split_at(1000);
+    let mut cache = InitialKeyCache::new();
+    let mut scratch = [0u8; 1500];
+    let mut scratch2 = [0u8; 1500];
+    // The same DCID in v1 and then v2: a v1 entry must not open the v2 packets.
+    for version in [VERSION_1, VERSION_2, VERSION_1] {
+        let d1 = initial(version, 0, &crypto_frame(0, a));
+        let d2 = initial(version, 1, &crypto_frame(1000, b));
+        let mut asm = HelloAssembler::new(StreamKind::QuicCrypto);
+        let (_, p) = feed_client_datagram_cached(&d1, &mut scratch, &mut asm, &mut cache).unwrap();
+        assert_eq!(p, Progress::NeedMore);
+        let (s, p) = feed_client_datagram_cached(&d2, &mut scratch, &mut asm, &mut cache).unwrap();
+        assert_eq!(s.first_packet_number, Some(1));
+        let Progress::Complete(h) = p else {
+            panic!("incomplete ({version:#x})")
+        };
+        assert_eq!(h.server_name(), Some(&b"api.openai.com"[..]));
+        // Packet by packet, the cached and the fresh decryption agree.
+        for d in [&d1, &d2] {
+            let fresh = decrypt_initial(d, Side::Client, &mut scratch2).unwrap();
+            let cached = decrypt_initial_cached(d, Side::Client, &mut scratch, &mut cache).unwrap();
+            assert_eq!(fresh, cached);
+        }
+        // Server-side keys for the same DCID are other keys: the client packet
+        // does not open with them, cached or not.
+        assert_eq!(
+            decrypt_initial_cached(&d1, Side::Server, &mut scratch, &mut cache),
+            Err(Error::QuicDecryptFailed)
+        );
+        assert!(decrypt_initial_cached(&d1, Side::Client, &mut scratch, &mut cache).is_ok());
+        // A damaged packet fails with cached keys just as with fresh ones.
+        let mut bad = d2.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            decrypt_initial_cached(&bad, Side::Client, &mut scratch, &mut cache),
+            Err(Error::QuicDecryptFailed)
+        );
+    }
+    // Many DCIDs through the 16 slots, then the RFC vectors: evictions are harmless.
+    for i in 0..100u8 {
+        let mut out = vec![0u8; 1500];
+        let dcid = [i, i.wrapping_mul(7), 3, 4, 5, 6, 7, 8];
+        let mut frames = crypto_frame(0, a);
+        frames.resize(1100, 0);
+        let n = seal_client_initial(VERSION_1, &dcid, &[], 0, &frames, &mut out).unwrap();
+        let got = decrypt_initial_cached(&out[..n], Side::Client, &mut scratch, &mut cache)
+            .unwrap()
+            .payload
+            .to_vec();
+        assert_eq!(got, frames, "dcid {i}");
+    }
+    for (file, version) in [
+        ("rfc9001-a2-client-initial.hex", VERSION_1),
+        ("rfc9369-a2-client-initial.hex", VERSION_2),
+    ] {
+        let packet = hex_file(file);
+        let mut big = [0u8; 1500];
+        let fresh = decrypt_initial(&packet, Side::Client, &mut big)
+            .unwrap()
+            .payload
+            .to_vec();
+        let cached = decrypt_initial_cached(&packet, Side::Client, &mut big, &mut cache).unwrap();
+        assert_eq!(cached.header.version, version);
+        assert_eq!(cached.payload, &fresh[..]);
+    }
 }
