@@ -1,14 +1,14 @@
 //! `toktra pcap FILE...`: one JSON line per TLS or QUIC flow found in capture files.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use toktra_agent::flow::{FlowConfig, FlowRecord, FlowTracker};
 use toktra_agent::source::pcap::PcapSource;
 use toktra_catalog::Catalog;
@@ -53,30 +53,6 @@ pub struct Args {
     no_progress: bool,
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    ts: String,
-    transport: &'static str,
-    src: String,
-    sport: u16,
-    dst: String,
-    dport: u16,
-    sni: Option<&'a str>,
-    alpn: &'a [String],
-    tls_version: &'static str,
-    ja4: &'a str,
-    ech: bool,
-    provider: Option<&'a str>,
-    product: Option<&'a str>,
-    category: Option<&'static str>,
-    bytes_out: u64,
-    bytes_in: u64,
-    packets_out: u64,
-    packets_in: u64,
-    duration_ms: u64,
-    records_in: Option<u64>,
-}
-
 #[derive(Default)]
 struct Summary {
     flows: u64,
@@ -86,16 +62,20 @@ struct Summary {
 
 struct Writer<'c> {
     out: BufWriter<io::StdoutLock<'static>>,
-    /// One line is serialized here first: serde_json writes a line as dozens of tiny
-    /// pieces, and appending them to a Vec is much cheaper than a BufWriter call each
-    /// (the writer was about a seventh of the CPU time on a 100,000-flow capture).
+    /// One line is built here first, then written in one call.
     line: Vec<u8>,
     catalog: &'c Catalog,
     llm_only: bool,
     summary: Summary,
+    /// The last second formatted ("2026-01-01T00:00:00"): flows close in capture
+    /// order, so consecutive lines nearly always share it.
+    ts_cache: Option<(i64, [u8; 19])>,
 }
 
 impl Writer<'_> {
+    /// Writes the JSON line field by field. serde_json's generic path (a call per
+    /// punctuation mark, a String per timestamp and address) was a tenth of the time
+    /// on a 100,000-flow capture; the output is byte for byte what it produced.
     fn write(&mut self, r: &FlowRecord) -> anyhow::Result<()> {
         let entry = r.sni.as_deref().and_then(|s| self.catalog.lookup(s));
         self.summary.flows += 1;
@@ -104,40 +84,163 @@ impl Writer<'_> {
         if self.llm_only && entry.is_none() {
             return Ok(());
         }
-        let line = Line {
-            ts: rfc3339(r.first_ts),
-            transport: r.transport.as_str(),
-            src: r.client.ip().to_string(),
-            sport: r.client.port(),
-            dst: r.server.ip().to_string(),
-            dport: r.server.port(),
-            sni: r.sni.as_deref(),
-            alpn: &r.alpn,
-            tls_version: r.tls_version_name(),
-            ja4: &r.ja4,
-            ech: r.ech,
-            provider: entry.map(|e| e.provider.as_str()),
-            product: entry.map(|e| e.product.as_str()),
-            category: entry.map(|e| e.category.as_str()),
-            bytes_out: r.bytes_out,
-            bytes_in: r.bytes_in,
-            packets_out: r.packets_out,
-            packets_in: r.packets_in,
-            duration_ms: u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX),
-            records_in: r.records_in,
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        line.extend_from_slice(b"{\"ts\":\"");
+        self.rfc3339(&mut line, r.first_ts);
+        line.extend_from_slice(b"\",\"transport\":\"");
+        line.extend_from_slice(r.transport.as_str().as_bytes());
+        line.extend_from_slice(b"\",\"src\":\"");
+        ip(&mut line, r.client.ip());
+        line.extend_from_slice(b"\",\"sport\":");
+        int(&mut line, r.client.port());
+        line.extend_from_slice(b",\"dst\":\"");
+        ip(&mut line, r.server.ip());
+        line.extend_from_slice(b"\",\"dport\":");
+        int(&mut line, r.server.port());
+        line.extend_from_slice(b",\"sni\":");
+        opt_str(&mut line, r.sni.as_deref())?;
+        line.extend_from_slice(b",\"alpn\":[");
+        for (i, id) in r.alpn.iter().enumerate() {
+            if i > 0 {
+                line.push(b',');
+            }
+            string(&mut line, id)?;
+        }
+        line.extend_from_slice(b"],\"tls_version\":");
+        string(&mut line, r.tls_version_name())?;
+        line.extend_from_slice(b",\"ja4\":");
+        string(&mut line, &r.ja4)?;
+        line.extend_from_slice(if r.ech {
+            b",\"ech\":true,\"provider\":"
+        } else {
+            b",\"ech\":false,\"provider\":"
+        });
+        opt_str(&mut line, entry.map(|e| e.provider.as_str()))?;
+        line.extend_from_slice(b",\"product\":");
+        opt_str(&mut line, entry.map(|e| e.product.as_str()))?;
+        line.extend_from_slice(b",\"category\":");
+        opt_str(&mut line, entry.map(|e| e.category.as_str()))?;
+        line.extend_from_slice(b",\"bytes_out\":");
+        int(&mut line, r.bytes_out);
+        line.extend_from_slice(b",\"bytes_in\":");
+        int(&mut line, r.bytes_in);
+        line.extend_from_slice(b",\"packets_out\":");
+        int(&mut line, r.packets_out);
+        line.extend_from_slice(b",\"packets_in\":");
+        int(&mut line, r.packets_in);
+        line.extend_from_slice(b",\"duration_ms\":");
+        int(
+            &mut line,
+            u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX),
+        );
+        line.extend_from_slice(b",\"records_in\":");
+        match r.records_in {
+            Some(n) => int(&mut line, n),
+            None => line.extend_from_slice(b"null"),
+        }
+        line.extend_from_slice(b"}\n");
+        let written = self.out.write_all(&line).context("writing to stdout");
+        self.line = line;
+        written
+    }
+
+    /// RFC 3339 UTC with microseconds, as chrono's `to_rfc3339_opts(Micros, true)`
+    /// writes it.
+    fn rfc3339(&mut self, out: &mut Vec<u8>, ts: Duration) {
+        let secs = i64::try_from(ts.as_secs()).unwrap_or(i64::MAX);
+        let Some(dt) = DateTime::<Utc>::from_timestamp(secs, ts.subsec_nanos()) else {
+            out.extend_from_slice(rfc3339_chrono(DateTime::default()).as_bytes());
+            return;
         };
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, &line)?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line).context("writing to stdout")
+        if !(0..=9999).contains(&dt.year()) {
+            // Signed years: chrono's own spelling.
+            out.extend_from_slice(rfc3339_chrono(dt).as_bytes());
+            return;
+        }
+        let prefix = match self.ts_cache {
+            Some((s, p)) if s == secs => p,
+            _ => {
+                let mut p = [0u8; 19];
+                let mut put = |at: usize, v: u32| {
+                    // Two digits; every field here is below 100.
+                    p[at] = b'0' + (v / 10 % 10) as u8;
+                    p[at + 1] = b'0' + (v % 10) as u8;
+                };
+                let year = dt.year() as u32;
+                put(0, year / 100);
+                put(2, year % 100);
+                put(5, dt.month());
+                put(8, dt.day());
+                put(11, dt.hour());
+                put(14, dt.minute());
+                put(17, dt.second());
+                p[4] = b'-';
+                p[7] = b'-';
+                p[10] = b'T';
+                p[13] = b':';
+                p[16] = b':';
+                self.ts_cache = Some((secs, p));
+                p
+            }
+        };
+        out.extend_from_slice(&prefix);
+        let mut micros = ts.subsec_micros();
+        let mut frac = *b".000000Z";
+        for digit in frac[1..7].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out.extend_from_slice(&frac);
     }
 }
 
-fn rfc3339(ts: Duration) -> String {
-    let secs = i64::try_from(ts.as_secs()).unwrap_or(i64::MAX);
-    DateTime::<Utc>::from_timestamp(secs, ts.subsec_nanos())
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+fn rfc3339_chrono(dt: DateTime<Utc>) -> String {
+    dt.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn ip(out: &mut Vec<u8>, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                int(out, octet);
+            }
+        }
+        // Writing into a Vec cannot fail.
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// A JSON string: as is when nothing needs escaping (host names, ALPN ids, catalog
+/// names nearly always), else through serde_json's escaping.
+fn string(out: &mut Vec<u8>, s: &str) -> anyhow::Result<()> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s)?;
+    }
+    Ok(())
+}
+
+fn opt_str(out: &mut Vec<u8>, s: Option<&str>) -> anyhow::Result<()> {
+    match s {
+        Some(s) => string(out, s),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -149,6 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         catalog,
         llm_only: args.llm_only,
         summary: Summary::default(),
+        ts_cache: None,
     };
     let total_bytes: u64 = args
         .files
@@ -252,6 +356,68 @@ fn read_file(
             } else {
                 bar.set_position(done_bytes + source.offset());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> Writer<'static> {
+        Writer {
+            out: BufWriter::new(io::stdout().lock()),
+            line: Vec::new(),
+            catalog: Catalog::embedded(),
+            llm_only: false,
+            summary: Summary::default(),
+            ts_cache: None,
+        }
+    }
+
+    #[test]
+    fn timestamps_are_spelled_as_chrono_spells_them() {
+        let mut w = writer();
+        for (secs, nanos) in [
+            (0u64, 0u32),
+            (1_767_225_600, 20_999),
+            (1_767_225_600, 999_999_999),
+            (1_767_225_601, 1_000),
+            (951_782_400, 5),               // 2000-02-29
+            (253_402_300_799, 123_456_789), // 9999-12-31T23:59:59
+            (253_402_300_800, 0),           // year 10000: signed form
+            (u64::MAX, 0),                  // out of chrono's range: the epoch, as before
+        ] {
+            let ts = Duration::new(secs, nanos);
+            let mut out = Vec::new();
+            w.rfc3339(&mut out, ts);
+            let expected =
+                DateTime::<Utc>::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), nanos)
+                    .unwrap_or_default();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                rfc3339_chrono(expected),
+                "{secs}.{nanos:09}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in [
+            "api.openai.com",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "nul\0",
+            "\u{7f}del",
+            "ünïcödé\u{fffd}",
+            "\u{1b}[31m",
+        ] {
+            let mut out = Vec::new();
+            string(&mut out, s).unwrap();
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use toktra_wire::assembler::{Progress, StreamKind};
 use toktra_wire::ja4::Transport;
-use toktra_wire::quic::feed_client_datagram;
+use toktra_wire::quic::feed_client_datagram_cached;
 
 use super::HelloSummary;
 
@@ -37,9 +37,9 @@ pub(crate) fn client_datagram(
     let Some(asm) = assembler.as_mut() else {
         return Step::NoBuffer;
     };
-    match feed_client_datagram(datagram, scratch, asm) {
+    match feed_client_datagram_cached(datagram, scratch, asm, &mut pool.keys) {
         Ok((_, Progress::Complete(hello))) => {
-            Step::Hello(HelloSummary::new(&hello, Transport::Quic))
+            Step::Hello(HelloSummary::new(&hello, Transport::Quic, &mut pool.memo))
         }
         Ok((_, Progress::NeedMore)) => Step::Waiting,
         Err(_) if first => Step::NotQuic,

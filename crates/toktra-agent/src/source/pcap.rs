@@ -174,7 +174,10 @@ impl PcapSource {
     /// The next packet, `Ok(None)` at the end of the file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, PcapSourceError> {
         if self.pending > 0 {
-            self.reader.consume(self.pending);
+            // `consume` moves the rest of the buffer down whenever half of it is
+            // used (half a megabyte per shift); `refill` moves only the partial
+            // record left at the end, when it must.
+            self.reader.consume_noshift(self.pending);
             self.pending = 0;
         }
         loop {
@@ -282,7 +285,7 @@ impl PcapSource {
                 }),
             };
             match action {
-                Action::Skip(len) => self.reader.consume(len),
+                Action::Skip(len) => self.reader.consume_noshift(len),
                 // At the end of the input next() reports Eof (clean) or UnexpectedEof
                 // (a partial record), so refilling cannot loop forever.
                 Action::Refill => self.reader.refill().map_err(|_| PcapSourceError::Damaged {
