@@ -92,42 +92,217 @@ impl BudgetWatcher {
     }
 }
 
-/// Linux: freedesktop notifications over the session D-Bus; without a session bus
-/// (a headless server, the system service) the notice goes to the log instead.
+/// Linux: freedesktop notifications over D-Bus, on the session bus of every user
+/// logged in to this machine.
+///
+/// The agent runs as a system service: root, with no session bus of its own. A
+/// session bus (`/run/user/UID/bus`, made by systemd-logind and the user's
+/// dbus-daemon) accepts only its owner — root included is refused at authentication,
+/// because the daemon compares the uid the socket's peer credentials give with its
+/// own. So, as root, the notifier connects to each `/run/user/UID/bus` *as UID*: a
+/// dedicated thread switches only its own effective uid (Linux keeps credentials per
+/// thread; the raw system call does not broadcast to the process as glibc's
+/// `seteuid` would), connects, and switches back before it speaks D-Bus. That needs
+/// CAP_SETUID, which the systemd unit keeps. Run as an ordinary user (a desktop
+/// session), it uses that user's own bus. Without any bus the notice is logged.
 #[cfg(target_os = "linux")]
 pub struct DesktopNotifier;
 
+/// Where logind puts each logged-in user's runtime directory (and its `bus`).
+#[cfg(target_os = "linux")]
+pub const RUN_USER_DIR: &str = "/run/user";
+
+/// A session bus to show a notice on.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionBus {
+    /// `/run/user/UID/bus` of another user, reached as that user.
+    User {
+        uid: u32,
+        socket: std::path::PathBuf,
+    },
+    /// This process's own session bus.
+    Own,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(
+        "cannot act as uid {uid} to reach its session bus: {source} (the agent needs CAP_SETUID for this)"
+    )]
+    SwitchUser { uid: u32, source: std::io::Error },
+    #[error("connecting to {path}: {source}")]
+    Connect {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+}
+
 #[cfg(target_os = "linux")]
 impl DesktopNotifier {
-    fn session_bus_present() -> bool {
-        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty()) {
-            return true;
+    /// The session buses of the users logged in to this machine (as root), or this
+    /// process's own (as a user).
+    pub fn session_buses() -> Vec<SessionBus> {
+        Self::session_buses_in(std::path::Path::new(RUN_USER_DIR))
+    }
+
+    /// As [`Self::session_buses`], looking for users' runtime directories in `run_user`.
+    pub fn session_buses_in(run_user: &std::path::Path) -> Vec<SessionBus> {
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if euid != 0 {
+            let own = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+                || run_user.join(euid.to_string()).join("bus").exists();
+            return if own { vec![SessionBus::Own] } else { vec![] };
         }
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        std::path::Path::new(&format!("/run/user/{uid}/bus")).exists()
+        let Ok(dir) = std::fs::read_dir(run_user) else {
+            return vec![];
+        };
+        let mut out: Vec<SessionBus> = dir
+            .flatten()
+            .filter_map(|entry| {
+                let uid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let socket = entry.path().join("bus");
+                let meta = std::fs::symlink_metadata(&socket).ok()?;
+                // Only a socket its own user made: a bus planted in another user's
+                // directory is not that user's desktop.
+                (meta.file_type().is_socket() && meta.uid() == uid)
+                    .then_some(SessionBus::User { uid, socket })
+            })
+            .collect();
+        out.sort_by_key(|b| match b {
+            SessionBus::User { uid, .. } => *uid,
+            SessionBus::Own => 0,
+        });
+        out
+    }
+
+    /// Shows one notice on one bus and returns the notification server's id for it.
+    /// Blocking: call it off the async runtime.
+    pub fn send(
+        bus: &SessionBus,
+        summary: &str,
+        body: &str,
+        urgent: bool,
+    ) -> Result<u32, NotifyError> {
+        zbus::block_on(async {
+            let conn = match bus {
+                SessionBus::Own => zbus::connection::Builder::session().build().await?,
+                SessionBus::User { uid, socket } => {
+                    let stream = connect_as(*uid, socket)?;
+                    zbus::connection::Builder::unix_stream(stream)
+                        // EXTERNAL authentication names the uid the socket was opened
+                        // as, not the thread's (root) identity now.
+                        .user_id(*uid)
+                        .build()
+                        .await?
+                }
+            };
+            let mut hints = std::collections::HashMap::<&str, zbus::Variant<'_>>::new();
+            // freedesktop urgency: 1 normal, 2 critical (stays until dismissed).
+            hints.insert("urgency", zbus::Variant::U8(if urgent { 2 } else { 1 }));
+            let reply = conn
+                .call_method(
+                    Some("org.freedesktop.Notifications"),
+                    "/org/freedesktop/Notifications",
+                    Some("org.freedesktop.Notifications"),
+                    "Notify",
+                    &(
+                        "Toktra",
+                        0u32,
+                        if urgent {
+                            "dialog-error"
+                        } else {
+                            "dialog-warning"
+                        },
+                        summary,
+                        body,
+                        Vec::<&str>::new(),
+                        hints,
+                        -1i32,
+                    ),
+                )
+                .await?;
+            let id: u32 = reply.body().deserialize()?;
+            Ok(id)
+        })
+    }
+}
+
+/// Opens a Unix socket with `uid` as this thread's effective uid, so the peer sees
+/// that user, then returns to the previous one.
+#[cfg(target_os = "linux")]
+fn connect_as(
+    uid: u32,
+    socket: &std::path::Path,
+) -> Result<std::os::unix::net::UnixStream, NotifyError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let before = unsafe { libc::geteuid() };
+    let connect = || {
+        std::os::unix::net::UnixStream::connect(socket).map_err(|source| NotifyError::Connect {
+            path: socket.to_owned(),
+            source,
+        })
+    };
+    if before == uid {
+        return connect();
+    }
+    set_thread_euid(uid).map_err(|source| NotifyError::SwitchUser { uid, source })?;
+    let stream = connect();
+    if let Err(e) = set_thread_euid(before) {
+        // The real and saved uids are unchanged, so this cannot fail in practice; if
+        // it did, this thread must not go on as another user.
+        panic!("cannot return to uid {before} after reaching uid {uid}'s session bus: {e}");
+    }
+    stream
+}
+
+/// Sets only the calling thread's effective uid (the raw system call: glibc's
+/// wrappers would change every thread of the process).
+#[cfg(target_os = "linux")]
+fn set_thread_euid(uid: u32) -> std::io::Result<()> {
+    const UNCHANGED: libc::uid_t = libc::uid_t::MAX;
+    // SAFETY: setresuid takes three integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_setresuid, UNCHANGED, uid, UNCHANGED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
 #[cfg(target_os = "linux")]
 impl Notifier for DesktopNotifier {
     fn notify(&self, summary: &str, body: &str) {
-        if !Self::session_bus_present() {
+        let buses = Self::session_buses();
+        if buses.is_empty() {
             tracing::info!(
                 "budget notice (no desktop session bus, so logged instead of shown): {summary}: {body}"
             );
             return;
         }
-        match notify_rust::Notification::new()
-            .appname("Toktra")
-            .summary(summary)
-            .body(body)
-            .show()
-        {
-            Ok(_) => tracing::info!("budget notice shown: {summary}"),
-            Err(e) => tracing::info!(
-                "budget notice (desktop notification failed: {e}): {summary}: {body}"
-            ),
+        let (summary, body) = (summary.to_owned(), body.to_owned());
+        let urgent = summary.contains("hard cap") || summary.contains("exceeded");
+        // Its own thread: the uid switch must not happen on a runtime worker, and a
+        // slow notification server must not hold up the uploader.
+        let spawned = std::thread::Builder::new()
+            .name("toktra-notify".into())
+            .spawn(move || {
+                for bus in &buses {
+                    match Self::send(bus, &summary, &body, urgent) {
+                        Ok(id) => tracing::info!(?bus, id, "budget notice shown: {summary}"),
+                        Err(e) => {
+                            tracing::warn!(?bus, "budget notice not shown ({e}): {summary}: {body}")
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("budget notice not shown (no thread: {e})");
         }
     }
 }

@@ -195,14 +195,14 @@ fn store(
     if result.is_ok() {
         result = s.append(events, now);
     }
-    result.or_else(|e: SpoolError| {
+    result.map_err(|e: SpoolError| {
         let (c, since) = pending_lost.unwrap_or((0, now));
         let first = events.iter().map(|e| e.started_at).min().unwrap_or(now);
         let msg = match e {
             SpoolError::DiskFull(_) => e.to_string(),
             e => format!("events could not be spooled: {e}"),
         };
-        Err((c + events.len() as u64, since.min(first), msg))
+        (c + events.len() as u64, since.min(first), msg)
     })
 }
 

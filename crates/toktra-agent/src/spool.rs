@@ -211,7 +211,7 @@ impl Spool {
             disk_full: false,
             last_probe: None,
         };
-        if !spool.reserve_path().exists() && spool.write_reserve().is_err() {
+        if !spool.reserve_path().exists() && spool.write_reserve(0).is_err() {
             spool.enter_disk_full();
         }
         Ok(spool)
@@ -221,17 +221,19 @@ impl Spool {
         PathBuf::from(format!("{}.reserve", self.path.display()))
     }
 
-    /// Writes the reserve file (real blocks, not a sparse file). On failure nothing of
-    /// it is left behind.
-    fn write_reserve(&self) -> std::io::Result<()> {
+    /// Writes the reserve file (real blocks, not a sparse file), proving first that
+    /// `headroom` more bytes would fit too. On failure nothing of it is left behind.
+    fn write_reserve(&self, headroom: u64) -> std::io::Result<()> {
         use std::io::Write as _;
         let path = self.reserve_path();
         let result = (|| {
             let mut f = std::fs::File::create(&path)?;
             let zeros = vec![0u8; 64 * 1024];
-            for _ in 0..RESERVE_BYTES / zeros.len() as u64 {
+            for _ in 0..(RESERVE_BYTES + headroom).div_ceil(zeros.len() as u64) {
                 f.write_all(&zeros)?;
             }
+            f.sync_all()?;
+            f.set_len(RESERVE_BYTES)?;
             f.sync_all()
         })();
         if result.is_err() {
@@ -270,7 +272,9 @@ impl Spool {
             return false;
         }
         self.last_probe = Some(std::time::Instant::now());
-        if self.write_reserve().is_err() {
+        // Room for the reserve and as much again for events; just the reserve would
+        // let the spool flap between full and not on every burst.
+        if self.write_reserve(RESERVE_BYTES).is_err() {
             return false;
         }
         self.disk_full = false;

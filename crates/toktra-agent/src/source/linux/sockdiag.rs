@@ -93,10 +93,15 @@ impl SockDiag {
         } as u8;
         r[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
         let id = &mut r[8..];
-        id[0..2].copy_from_slice(&local.port().to_be_bytes());
-        id[2..4].copy_from_slice(&remote.port().to_be_bytes());
-        put_addr(&mut id[4..20], local.ip());
-        put_addr(&mut id[20..36], remote.ip());
+        // TCP's exact lookup takes the local end as the source; UDP's (udp_dump_one)
+        // looks the socket up as for an arriving datagram, so its source is the
+        // remote end — "swapped for historical reasons", says the kernel. With TCP's
+        // order a QUIC client's socket is never found.
+        let (src, dst) = if tcp { (local, remote) } else { (remote, local) };
+        id[0..2].copy_from_slice(&src.port().to_be_bytes());
+        id[2..4].copy_from_slice(&dst.port().to_be_bytes());
+        put_addr(&mut id[4..20], src.ip());
+        put_addr(&mut id[20..36], dst.ip());
         // interface 0 = any; cookie INET_DIAG_NOCOOKIE.
         id[40..48].copy_from_slice(&[0xff; 8]);
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
