@@ -306,6 +306,17 @@ fn print<T: Serialize>(
     Ok(())
 }
 
+/// A list: JSON as is, or one text line per item.
+fn print_lines<T: Serialize>(
+    json: bool,
+    items: &[T],
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    print(json, &items, |v| {
+        v.iter().map(&line).collect::<Vec<_>>().join("\n")
+    })
+}
+
 fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("-")
 }
@@ -755,11 +766,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Org(OrgCmd::List) => {
             let orgs = backend.list_orgs().await?;
-            print(json, &orgs, |v| {
-                v.iter()
-                    .map(|o| format!("{}\t{}\t{}", o.id, o.name, o.cert_subject))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &orgs, |o| {
+                format!("{}\t{}\t{}", o.id, o.name, o.cert_subject)
             })?;
         }
         Cmd::Token(TokenCmd::Create {
@@ -774,24 +782,19 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Token(TokenCmd::List { org }) => {
             let v = backend.list_tokens(&org).await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|t| {
-                        format!(
-                            "{}\tuses={}/{}\texpires={}\t{}",
-                            t.id,
-                            t.uses,
-                            t.max_uses
-                                .map(|n| n.to_string())
-                                .unwrap_or_else(|| "∞".into()),
-                            t.expires_at
-                                .map(|e| e.to_rfc3339())
-                                .unwrap_or_else(|| "never".into()),
-                            if t.revoked { "revoked" } else { "active" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |t| {
+                format!(
+                    "{}\tuses={}/{}\texpires={}\t{}",
+                    t.id,
+                    t.uses,
+                    t.max_uses
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "∞".into()),
+                    t.expires_at
+                        .map(|e| e.to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                    if t.revoked { "revoked" } else { "active" }
+                )
             })?;
         }
         Cmd::Token(TokenCmd::Revoke { id, org }) => {
@@ -804,18 +807,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::ApiKey(ApiKeyCmd::List) => {
             let v = backend.list_api_keys().await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|k| {
-                        format!(
-                            "{}\t{}\t{}",
-                            k.id,
-                            k.name,
-                            if k.revoked { "revoked" } else { "active" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |k| {
+                format!(
+                    "{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    if k.revoked { "revoked" } else { "active" }
+                )
             })?;
         }
         Cmd::ApiKey(ApiKeyCmd::Revoke { id }) => {
@@ -824,23 +822,18 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Device(DeviceCmd::List { org }) => {
             let v = backend.list_devices(org.as_deref()).await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|d| {
-                        format!(
-                            "{}\t{}\t{}\t{}\t{}\tlast_seen={}",
-                            d.org_id,
-                            d.id,
-                            d.status.as_str(),
-                            opt(&d.hostname),
-                            opt(&d.platform),
-                            d.last_seen
-                                .map(|t| t.to_rfc3339())
-                                .unwrap_or_else(|| "never".into())
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |d| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\tlast_seen={}",
+                    d.org_id,
+                    d.id,
+                    d.status.as_str(),
+                    opt(&d.hostname),
+                    opt(&d.platform),
+                    d.last_seen
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "never".into())
+                )
             })?;
         }
         Cmd::Device(DeviceCmd::Lock { org, device }) => {
@@ -869,41 +862,31 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Budget(BudgetCmd::List { org }) => {
             let v = backend.list_budgets(&org).await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|b| {
-                        format!(
-                            "{}\t{}\t{}\t{}",
-                            b.department.as_deref().unwrap_or("(organization)"),
-                            b.monthly_tokens,
-                            if b.hard_cap { "hard" } else { "soft" },
-                            if b.rollover {
-                                "rollover"
-                            } else {
-                                "no-rollover"
-                            }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |b| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    b.department.as_deref().unwrap_or("(organization)"),
+                    b.monthly_tokens,
+                    if b.hard_cap { "hard" } else { "soft" },
+                    if b.rollover {
+                        "rollover"
+                    } else {
+                        "no-rollover"
+                    }
+                )
             })?;
         }
         Cmd::Budget(BudgetCmd::Status { org }) => {
             let v = backend.budget_status(&org).await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|e| {
-                        format!(
-                            "{}\t{}\tused={}\tlimit={}\t{}",
-                            e.department.as_deref().unwrap_or("(organization)"),
-                            e.period,
-                            e.used,
-                            e.limit,
-                            e.state
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |e| {
+                format!(
+                    "{}\t{}\tused={}\tlimit={}\t{}",
+                    e.department.as_deref().unwrap_or("(organization)"),
+                    e.period,
+                    e.used,
+                    e.limit,
+                    e.state
+                )
             })?;
         }
         Cmd::Budget(BudgetCmd::Delete { org, department }) => {
@@ -936,11 +919,8 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::User(UserCmd::List { org }) => {
             let v = backend.list_users(&org).await?;
-            print(json, &v, |v| {
-                v.iter()
-                    .map(|u| format!("{}\t{}\t{}", u.user_id, opt(&u.email), opt(&u.department)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            print_lines(json, &v, |u| {
+                format!("{}\t{}\t{}", u.user_id, opt(&u.email), opt(&u.department))
             })?;
         }
         Cmd::User(UserCmd::Import { org, file }) => {
