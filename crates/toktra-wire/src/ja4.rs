@@ -108,7 +108,10 @@ fn alpn_code(hello: &ClientHello<'_>) -> [u8; 2] {
 /// panic path.
 fn sort_small(values: &[u16], sorted: &mut [u16]) {
     for (i, &v) in values.iter().enumerate() {
-        let (before, after) = values.split_at(i);
+        // split_at's bounds panic survives LTO here; the checked form has none.
+        let Some((before, after)) = values.split_at_checked(i) else {
+            continue;
+        };
         // At most 128 values: the counts cannot wrap.
         let below = before
             .iter()
