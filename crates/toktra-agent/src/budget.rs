@@ -325,6 +325,40 @@ mod tests {
         }
     }
 
+    /// As root, a user's bus counts only if it is a socket that user owns: a bus in
+    /// another user's directory is not that user's desktop.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn session_buses_are_the_users_own_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let other = me.wrapping_add(4242);
+        for uid in [me, other] {
+            std::fs::create_dir(dir.path().join(uid.to_string())).unwrap();
+        }
+        let _mine =
+            std::os::unix::net::UnixListener::bind(dir.path().join(me.to_string()).join("bus"))
+                .unwrap();
+        // Owned by us, not by `other`: planted, not that user's.
+        let _planted =
+            std::os::unix::net::UnixListener::bind(dir.path().join(other.to_string()).join("bus"))
+                .unwrap();
+        std::fs::create_dir(dir.path().join("not-a-uid")).unwrap();
+        let buses = DesktopNotifier::session_buses_in(dir.path());
+        if me == 0 {
+            assert_eq!(
+                buses,
+                vec![SessionBus::User {
+                    uid: 0,
+                    socket: dir.path().join("0").join("bus")
+                }]
+            );
+        } else {
+            assert_eq!(buses, vec![SessionBus::Own]);
+        }
+    }
+
     #[test]
     fn each_crossing_is_told_once() {
         let mut w = BudgetWatcher::default();

@@ -884,6 +884,64 @@ mod tests {
         assert_eq!(s.stats().unwrap().depth, 1);
     }
 
+    /// SQLite's page limit answers SQLITE_FULL exactly as a full disk does: the full-
+    /// disk mode without a file system of a given size (the end-to-end suite fills a
+    /// real tmpfs).
+    #[test]
+    fn a_full_disk_refuses_new_events_keeps_uploading_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let (mut s, _) = Spool::open(&path, limits()).unwrap();
+        let reserve = s.reserve_path();
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES);
+        let now = Utc::now();
+        let kept: Vec<_> = (0..10).map(event).collect();
+        s.append(&kept, now).unwrap();
+        let pages: i64 = s
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        s.conn.pragma_update(None, "max_page_count", pages).unwrap();
+        let big: Vec<_> = (0..400).map(event).collect();
+        assert!(matches!(s.append(&big, now), Err(SpoolError::DiskFull(_))));
+        assert!(s.disk_full() && s.stats().unwrap().disk_full);
+        assert!(!reserve.exists(), "the reserve went to the uploader");
+        // Nothing of the refused events was kept; what was spooled is still there.
+        assert_eq!(s.stats().unwrap().depth, 10);
+        assert_eq!(s.stats().unwrap().captured_total, 10);
+        // Refused at once while no probe is due, without touching the database.
+        assert!(matches!(
+            s.append(&big[..1], now),
+            Err(SpoolError::DiskFull(_))
+        ));
+        assert!(matches!(s.record_gap(1, now), Err(SpoolError::DiskFull(_))));
+
+        // The uploader goes on: a batch is assigned, sent and acknowledged.
+        let batch = s.next_batch(now, true, "t").unwrap().unwrap();
+        assert_eq!(batch.events.len(), 10);
+        assert_eq!(s.ack(batch.batch_id).unwrap(), 10);
+        assert_eq!(s.stats().unwrap().depth, 0);
+        assert!(s.disk_full(), "space has not returned yet");
+
+        // Space returns; the next probe writes the reserve back and events flow again.
+        s.conn
+            .pragma_update(None, "max_page_count", 1_000_000)
+            .unwrap();
+        s.last_probe = None;
+        s.record_gap(400, now).unwrap();
+        assert!(!s.disk_full() && !s.stats().unwrap().disk_full);
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES);
+        s.append(&big[..5], now).unwrap();
+        let st = s.stats().unwrap();
+        assert_eq!(
+            (st.depth, st.captured_total, st.uploaded_total),
+            (5, 15, 10)
+        );
+        assert_eq!(st.dropped_total, 400);
+        let batch = s.next_batch(now, true, "t").unwrap().unwrap();
+        assert_eq!(batch.dropped.unwrap().count, 400);
+    }
+
     #[test]
     fn duplicate_event_ids_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
