@@ -150,9 +150,7 @@ async fn usage_matches_the_api(s: Arc<dyn Store>) {
             1,
         ),
     ];
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &events, now)
-        .await
-        .unwrap();
+    common::ingest(&s, &org, &dev, &events, now).await;
 
     let data = StoreData::new(s.clone());
     let today = now.date_naive();

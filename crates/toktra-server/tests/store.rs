@@ -35,6 +35,22 @@ fn event(user: &str, product: &str, at: DateTime<Utc>, tin: u64, tout: u64) -> S
     common::event(user, "openai", product, at, (tin, tout), 0.5)
 }
 
+fn budget(
+    org: &str,
+    department: Option<String>,
+    monthly_tokens: i64,
+    hard_cap: bool,
+    rollover: bool,
+) -> Budget {
+    Budget {
+        org_id: org.into(),
+        department,
+        monthly_tokens,
+        hard_cap,
+        rollover,
+    }
+}
+
 async fn org_with_device(s: &Arc<dyn Store>) -> (String, String) {
     common::org_with_device(s, "host", "linux").await
 }
@@ -271,9 +287,7 @@ async fn usage_pages_and_filters(s: Arc<dyn Store>) {
             }
         }
     }
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &events, now())
-        .await
-        .unwrap();
+    common::ingest(&s, &org, &dev, &events, now()).await;
 
     let mut q = UsageQuery {
         org_id: Some(org.clone()),
@@ -405,23 +419,11 @@ async fn budgets_follow_departments(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(n, 2);
     admin
-        .set_budget(&Budget {
-            org_id: org.clone(),
-            department: None,
-            monthly_tokens: 10_000,
-            hard_cap: false,
-            rollover: false,
-        })
+        .set_budget(&budget(&org, None, 10_000, false, false))
         .await
         .unwrap();
     admin
-        .set_budget(&Budget {
-            org_id: org.clone(),
-            department: Some("eng".into()),
-            monthly_tokens: 1_000,
-            hard_cap: true,
-            rollover: false,
-        })
+        .set_budget(&budget(&org, Some("eng".into()), 1_000, true, false))
         .await
         .unwrap();
     let t = now();
@@ -429,9 +431,7 @@ async fn budgets_follow_departments(s: Arc<dyn Store>) {
         event("alice", "ChatGPT", t, 700, 100),
         event("carol", "ChatGPT", t, 100, 0),
     ];
-    s.ingest(&org, &dev, Uuid::now_v7(), "0.1.0", None, &evs, t)
-        .await
-        .unwrap();
+    common::ingest(&s, &org, &dev, &evs, t).await;
 
     let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)
         .await
@@ -454,17 +454,7 @@ async fn budgets_follow_departments(s: Arc<dyn Store>) {
         "unmapped users fall under the organization budget"
     );
 
-    s.ingest(
-        &org,
-        &dev,
-        Uuid::now_v7(),
-        "0.1.0",
-        None,
-        &[event("alice", "ChatGPT", t, 200, 0)],
-        t,
-    )
-    .await
-    .unwrap();
+    common::ingest(&s, &org, &dev, &[event("alice", "ChatGPT", t, 200, 0)], t).await;
     let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)
         .await
         .unwrap();
@@ -476,25 +466,16 @@ async fn budgets_follow_departments(s: Arc<dyn Store>) {
 
     // Rollover: last month used 400 of 1000, so this month allows 1600.
     let last_month = toktra_server::budget::month_start(t, -1) + Duration::days(2);
-    s.ingest(
+    common::ingest(
+        &s,
         &org,
         &dev,
-        Uuid::now_v7(),
-        "0.1.0",
-        None,
         &[event("alice", "ChatGPT", last_month, 400, 0)],
         t,
     )
-    .await
-    .unwrap();
+    .await;
     admin
-        .set_budget(&Budget {
-            org_id: org.clone(),
-            department: Some("eng".into()),
-            monthly_tokens: 1_000,
-            hard_cap: true,
-            rollover: true,
-        })
+        .set_budget(&budget(&org, Some("eng".into()), 1_000, true, true))
         .await
         .unwrap();
     let st = toktra_server::budget::device_status(s.as_ref(), &org, &dev, t)

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 use toktra_proto::{FlowEvent, Source, Transport};
-use toktra_server::store::{Device, DeviceStatus, StoredEvent};
+use toktra_server::store::{Device, DeviceStatus, IngestOutcome, StoredEvent};
 use toktra_server::{Admin, Store};
 use uuid::Uuid;
 
@@ -117,4 +117,17 @@ pub async fn org_with_device(
     .await
     .unwrap();
     (org.id, dev)
+}
+
+/// Ingests `events` as a new batch (fresh batch id) from `dev` at `now`.
+pub async fn ingest(
+    s: &Arc<dyn Store>,
+    org: &str,
+    dev: &str,
+    events: &[StoredEvent],
+    now: DateTime<Utc>,
+) -> IngestOutcome {
+    s.ingest(org, dev, Uuid::now_v7(), "0.1.0", None, events, now)
+        .await
+        .unwrap()
 }
