@@ -1,6 +1,9 @@
 //! Storage behind one trait, with SQLite (embedded default) and PostgreSQL
 //! implementations. Both keep the same tables (see `migrations/`) and the same
-//! semantics; the shared test suite in `tests/store.rs` runs against each.
+//! semantics; the shared test suite in `tests/store.rs` runs against each. The
+//! [`Store`] implementation is written once (`sql.rs`, over a small per-dialect `Db`
+//! trait); `sqlite.rs` and `postgres.rs` hold only connections, migrations, the month
+//! bucket and the ingest transaction.
 //!
 //! Usage is kept twice: every event row (idempotence on `event_id`, audit) and an
 //! hourly roll-up per (org, user, provider, product) updated in the same transaction
