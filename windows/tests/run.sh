@@ -94,9 +94,12 @@ TOKTRA=$ROOT/target/debug/toktra
 SRV=$WORK/server
 AGENT_PORT=$((20000 + RANDOM % 20000))
 ADMIN_PORT=$((AGENT_PORT + 1))
+# Device certificates of 60 s (the server's minimum): the agent renews about 40 s after
+# enrolling, which section 3b watches, without faking any clock.
+CERT_LIFETIME=60
 "$TOKTRA" server --data "$SRV" --agent-listen "127.0.0.1:$AGENT_PORT" \
   --admin-listen "127.0.0.1:$ADMIN_PORT" --agent-hostname 127.0.0.1 --agent-hostname localhost \
-  >"$WORK/server.log" 2>&1 &
+  --device-cert-lifetime "${CERT_LIFETIME}s" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill $SERVER_PID 2>/dev/null' EXIT
 for _ in $(seq 1 100); do [ -f "$SRV/ca/root.pem" ] && curl -s "http://127.0.0.1:$ADMIN_PORT/v1/openapi.json" >/dev/null && break; sleep 0.2; done
@@ -127,10 +130,25 @@ check "DeviceId was generated and written back to the registry" [ -n "$DEVICE" ]
 check "defaults: CertSubject and LogLevel as configured/defaulted" equals "$(status_json | jq -r '.status.cert_subject')" "Toktra Device"
 check "status reports the driver as not present" equals "$(status_json | jq -r '.status.driver')" not_present
 check "driver absence logged once, no error loop" equals "$(log_text | grep -c 'capture driver: driver not present')" 1
-TOKTRA_EXPECT_SUBJECT="Toktra Device" TOKTRA_EXPECT_ORG="$ORG" TOKTRA_EXPECT_DEVICE="$DEVICE" \
-  WSLENV= wine_run "$(ls "$TESTS"/service_checks-*.exe)" --ignored --exact enrolled_identity_is_in_the_store_and_key_file \
-  >"$WORK/service_checks.log" 2>&1
-check "certificate in LocalMachine\\My found by subject; DPAPI key file round trip" grep -q "test result: ok. 1 passed" "$WORK/service_checks.log"
+# What renewal must replace, taken at once (the renewal comes about 40 s later).
+devices() { curl -s -H "Authorization: Bearer $API_KEY" "http://127.0.0.1:$ADMIN_PORT/v1/orgs/$ORG/devices"; }
+device_field() { devices | jq -r --arg d "$DEVICE" ".[] | select(.id == \$d) | .$1"; }
+epoch() { { [ -n "$1" ] && [ "$1" != null ] && date -d "$1" +%s 2>/dev/null; } || echo "?"; }
+differs() { [ -n "$1" ] && [ "$1" != null ] && [ "$1" != "$2" ] || { echo "  expected other than [$2], got [$1]"; return 1; }; }
+KEY_FILE="$PROGRAMDATA/identity/device-key.dpapi"
+key_sum() { sha256sum "$KEY_FILE" 2>/dev/null | cut -c1-64; }
+SERIAL0=$(device_field cert_serial)
+NOT_AFTER0=$(status_json | jq -r '.status.cert_not_after')
+KEY0=$(key_sum)
+identity_check() { # identity_check LOG [NOT_AFTER_EPOCH]
+  TOKTRA_EXPECT_SUBJECT="Toktra Device" TOKTRA_EXPECT_ORG="$ORG" TOKTRA_EXPECT_DEVICE="$DEVICE" \
+    TOKTRA_EXPECT_LIFETIME_SECS=$CERT_LIFETIME TOKTRA_EXPECT_NOT_AFTER=${2:-} \
+    wine_run "$(ls "$TESTS"/service_checks-*.exe)" --ignored --exact enrolled_identity_is_in_the_store_and_key_file \
+    >"$WORK/$1" 2>&1
+  grep -q "test result: ok. 1 passed" "$WORK/$1" || { grep -A8 panicked "$WORK/$1"; return 1; }
+}
+[ -n "$KEY0" ] && [ -n "$SERIAL0" ] && [ "$SERIAL0" != null ] || echo "  key file or device serial missing"
+check "certificate in LocalMachine\\My found by subject; DPAPI key file round trip" identity_check service_checks.log
 
 # The native messaging host: a framed extension event in, an ack out.
 frame() { python3 -c 'import sys,struct; b=sys.argv[1].encode(); sys.stdout.buffer.write(struct.pack("=I",len(b))+b)' "$1"; }
@@ -183,6 +201,78 @@ if command -v Xvfb >/dev/null && command -v xwd >/dev/null; then
   kill $XVFB 2>/dev/null
   check "tray window screenshot saved (artifacts/windows/tray.png)" test -s "$ROOT/artifacts/windows/tray.png"
 fi
+
+# --- 3b. renewal, then expiry while offline ---------------------------------------------
+usage_requests() {
+  curl -s -H "Authorization: Bearer $API_KEY" "http://127.0.0.1:$ADMIN_PORT/v1/usage?org_id=$ORG" |
+    jq '[.items[] | .total_requests] | add // 0'
+}
+# One extension event through the native host, then wait until the server counts it:
+# proof that uploads go through with the identity the agent holds now.
+upload_goes_through() {
+  local before now ev i
+  before=$(usage_requests)
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  ev="{\"type\":\"event\",\"event\":{\"host\":\"api.openai.com\",\"path\":\"/v1/chat/completions\",\"started_at\":\"$now\",\"duration_ms\":900,\"request_bytes\":2000,\"response_bytes\":9000,\"streaming\":false}}"
+  frame "$ev" | wine_run "$INSTALL_DIR/toktra-native-host.exe" 2>/dev/null | unframe >"$WORK/native-$1.out"
+  jq -se 'any(.[]; .type == "ack" and .accepted == 1)' "$WORK/native-$1.out" >/dev/null ||
+    { echo "  native host did not accept: $(cat "$WORK/native-$1.out")"; return 1; }
+  for ((i = 0; i < 150; i++)); do
+    [ "$(usage_requests)" -gt "$before" ] && return 0
+    sleep 0.2
+  done
+  echo "  the server's request count stayed at $before"
+  return 1
+}
+renewed=no
+for _ in $(seq 1 600); do
+  na=$(status_json | jq -r '.status.cert_not_after // empty')
+  [ -n "$na" ] && [ "$na" != "$NOT_AFTER0" ] && { renewed=yes; break; }
+  sleep 0.2
+done
+check "the service renews its certificate at two thirds of its lifetime (EST simplereenroll)" equals "$renewed" yes
+check "renewal logged by the service" has_log 'certificate renewed'
+SERIAL1=$(device_field cert_serial)
+NOT_AFTER1=$(epoch "$(device_field cert_expires_at)")
+check "the server issued a new serial" differs "$SERIAL1" "$SERIAL0"
+check "the server keeps the old serial as the previous one" equals "$(device_field prev_cert_serial)" "$SERIAL0"
+check "the agent uses the certificate the server issued last" \
+  equals "$(epoch "$(status_json | jq -r '.status.cert_not_after')")" "$NOT_AFTER1"
+check "the key file was replaced" differs "$(key_sum)" "$KEY0"
+check "after renewal: one certificate for the subject, the new one; the new key file DPAPI-sealed, SYSTEM/Administrators only" \
+  identity_check service_checks-renewed.log "$NOT_AFTER1"
+check "uploads after the renewal are accepted by the server" upload_goes_through renewed
+
+# Offline past expiry: the service is stopped until its certificate has expired, then
+# must enroll again with its token, under the same device id.
+wine_run net stop ToktraAgent >"$WORK/stop-offline.log" 2>&1
+wait_state Stopped 30
+SERIAL2=$(device_field cert_serial)
+EXPIRES2=$(epoch "$(device_field cert_expires_at)")
+KEY2=$(key_sum)
+# Waiting for a real expiry (never more than the lifetime): no clock is faked.
+if [[ $EXPIRES2 =~ ^[0-9]+$ ]] && [ $((EXPIRES2 - $(date +%s))) -le $((CERT_LIFETIME + 5)) ]; then
+  while [ "$(date +%s)" -le "$EXPIRES2" ]; do sleep 1; done
+else
+  echo "  unexpected certificate expiry [$EXPIRES2]; not waiting"
+fi
+enrollments_before=$(log_text | grep -c 'enrolled with the server')
+wine_run net start ToktraAgent >"$WORK/start-offline.log" 2>&1
+check "the service starts again with an expired certificate" wait_state Running 30
+reenrolled=no
+for _ in $(seq 1 300); do
+  [ "$(log_text | grep -c 'enrolled with the server')" -gt "$enrollments_before" ] &&
+    [ "$(status_json | jq -r '.status.enrolled')" = true ] && { reenrolled=yes; break; }
+  sleep 0.2
+done
+check "an expired certificate: the service enrolls again with its token" equals "$reenrolled" yes
+check "the server still lists one device with this id" \
+  equals "$(devices | jq --arg d "$DEVICE" '[.[] | select(.id == $d)] | length')" 1
+check "re-enrolled: the server issued a new serial" differs "$(device_field cert_serial)" "$SERIAL2"
+check "re-enrolled: the key file was replaced" differs "$(key_sum)" "$KEY2"
+check "re-enrolled: one certificate for the subject, the new one, key DPAPI-sealed and restricted" \
+  identity_check service_checks-reenrolled.log "$(epoch "$(device_field cert_expires_at)")"
+check "uploads after re-enrollment are accepted by the server" upload_goes_through reenrolled
 
 # --- 4. stop and uninstall ------------------------------------------------------------
 wine_run net stop ToktraAgent >"$WORK/stop.log" 2>&1

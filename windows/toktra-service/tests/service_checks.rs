@@ -11,7 +11,10 @@ fn env(name: &str) -> String {
 }
 
 /// The device certificate is in LocalMachine\My, found by subject, issued for this
-/// org and device; the DPAPI-sealed key file decrypts and belongs to it.
+/// org and device, with the lifetime the server issues (TOKTRA_EXPECT_LIFETIME_SECS,
+/// default 90 days) and, after a renewal, the expiry the server recorded
+/// (TOKTRA_EXPECT_NOT_AFTER); the DPAPI-sealed key file decrypts and belongs to it,
+/// and only SYSTEM and Administrators may read it.
 #[test]
 #[ignore = "needs an enrolled ToktraAgent service (windows/tests/run.sh)"]
 fn enrolled_identity_is_in_the_store_and_key_file() {
@@ -31,8 +34,29 @@ fn enrolled_identity_is_in_the_store_and_key_file() {
     let id = info.identity.expect("SAN URI with the device identity");
     assert_eq!(id.org_id, env("TOKTRA_EXPECT_ORG"));
     assert_eq!(id.device_id, env("TOKTRA_EXPECT_DEVICE"));
-    let days = (info.not_after - info.not_before).num_days();
-    assert!((89..=91).contains(&days), "certificate valid {days} days");
+    // The CA back-dates not_before by a tenth of the lifetime, at most 5 minutes.
+    let lifetime: i64 = std::env::var("TOKTRA_EXPECT_LIFETIME_SECS")
+        .map(|v| v.parse().expect("TOKTRA_EXPECT_LIFETIME_SECS: seconds"))
+        .unwrap_or(90 * 86_400);
+    let valid = (info.not_after - info.not_before).num_seconds();
+    assert!(
+        (lifetime..=lifetime + (lifetime / 10).min(300) + 2).contains(&valid),
+        "certificate valid {valid} s, expected a lifetime of {lifetime} s"
+    );
+    // After a renewal: the one certificate left is the one the server issued last.
+    if let Some(not_after) = std::env::var("TOKTRA_EXPECT_NOT_AFTER")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let want: i64 = not_after
+            .parse()
+            .expect("TOKTRA_EXPECT_NOT_AFTER: Unix seconds");
+        assert_eq!(
+            info.not_after.timestamp(),
+            want,
+            "the certificate in the store is not the newest one"
+        );
+    }
 
     let sealed = std::fs::read(paths::key_file()).unwrap();
     assert!(
