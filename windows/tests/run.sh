@@ -235,7 +235,15 @@ check "renewal logged by the service" has_log 'certificate renewed'
 SERIAL1=$(device_field cert_serial)
 NOT_AFTER1=$(epoch "$(device_field cert_expires_at)")
 check "the server issued a new serial" differs "$SERIAL1" "$SERIAL0"
-check "the server keeps the old serial as the previous one" equals "$(device_field prev_cert_serial)" "$SERIAL0"
+# The renewal seen here is normally the first; on a machine slow enough for a second
+# one before this point, the previous serial is that of the one in between.
+if [ "$(log_text | grep -c 'certificate renewed')" -eq 1 ]; then PREV_WANT=$SERIAL0; else PREV_WANT=; fi
+prev_serial_kept() {
+  local prev
+  prev=$(device_field prev_cert_serial)
+  if [ -n "$PREV_WANT" ]; then equals "$prev" "$PREV_WANT"; else differs "$prev" "$SERIAL1"; fi
+}
+check "the server keeps the replaced serial as the previous one" prev_serial_kept
 check "the agent uses the certificate the server issued last" \
   equals "$(epoch "$(status_json | jq -r '.status.cert_not_after')")" "$NOT_AFTER1"
 check "the key file was replaced" differs "$(key_sum)" "$KEY0"
