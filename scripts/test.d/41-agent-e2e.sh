@@ -40,6 +40,7 @@ CLI=tke-cli-$$
 PROV=tke-prov-$$
 PIDS=()
 RUNDIR=
+BOBDIR=
 FULLFS=$T/fullfs
 cleanup() {
   # Quiet: bash would report each background job it reaps as "Killed".
@@ -55,6 +56,7 @@ cleanup() {
   rm -rf "/etc/netns/$CLI"
   mountpoint -q "$FULLFS" && umount -l "$FULLFS"
   [ -n "$RUNDIR" ] && rm -rf "$RUNDIR"
+  [ -n "$BOBDIR" ] && rm -rf "$BOBDIR"
   cp "$T"/*.log "$OUT"/ 2>/dev/null || true
   rm -rf "$T"
 }
@@ -244,6 +246,18 @@ wait_for "dunst owns org.freedesktop.Notifications" 20 bash -c \
 as_alice dbus-monitor --address "$BUS" "type='method_call',interface='org.freedesktop.Notifications',member='Notify'" >"$T/monitor.log" 2>&1 &
 PIDS+=($!)
 wait_for "dbus-monitor attached" 10 grep -q NameAcquired "$T/monitor.log"
+# tkbob is logged in too (a session bus of his own): the notices about tkalice's
+# department are not for him.
+BOB_UID=$(id -u tkbob)
+BOBDIR=/run/user/$BOB_UID
+[ -e "$BOBDIR" ] && { echo "41-agent-e2e: $BOBDIR exists already (a real session of tkbob?)" >&2; exit 1; }
+install -d -m 700 -o tkbob -g tkbob "$BOBDIR"
+runuser -u tkbob -- dbus-daemon --session --address="unix:path=$BOBDIR/bus" --nofork --nopidfile >"$T/dbus-bob.log" 2>&1 &
+PIDS+=($!)
+wait_for "tkbob's session bus" 20 test -S "$BOBDIR/bus"
+runuser -u tkbob -- dbus-monitor --address "unix:path=$BOBDIR/bus" "type='method_call',interface='org.freedesktop.Notifications'" >"$T/monitor-bob.log" 2>&1 &
+PIDS+=($!)
+wait_for "dbus-monitor on tkbob's bus attached" 10 grep -q NameAcquired "$T/monitor-bob.log"
 check "root is refused by tkalice's session bus (why the notifier connects as her)" \
   bash -c "! dbus-send --bus='$BUS' --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.ListNames >/dev/null 2>&1"
 
@@ -272,6 +286,8 @@ check "Notify: hard cap, summary and body" bash -c \
   "grep -A4 'string \"Toktra: LLM budget of the department research reached (hard cap)\"' '$T/monitor.log' | grep -q 'may now be blocked'"
 check "Notify: sent by app Toktra" grep -q 'string "Toktra"' "$T/monitor.log"
 check "each crossing told once (two notices)" test "$(grep -c 'member=Notify' "$T/monitor.log")" = 2
+check "tkalice's department's notices did not go to tkbob's session" bash -c \
+  "! grep -q 'member=Notify' '$T/monitor-bob.log' && ! grep -q 'budget notice not shown' '$T/main.log'"
 check "the agent logged the notices as shown" bash -c "[ \$(grep -c 'budget notice shown' '$T/main.log') -ge 2 ]"
 sleep 0.5 # dunst draws asynchronously
 as_alice xwd -root -silent -display "$DISP" | xwdtopnm 2>/dev/null | pnmtopng >"$OUT/notification.png" 2>/dev/null || true

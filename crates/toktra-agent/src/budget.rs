@@ -8,6 +8,14 @@ use toktra_proto::{BudgetEntry, BudgetState, BudgetStatus};
 /// Tells the user something about their budget.
 pub trait Notifier: Send + Sync {
     fn notify(&self, summary: &str, body: &str);
+
+    /// A notice for one local user (`user` as the agent reports it), or for everyone
+    /// on the machine when `None`. Notifiers that cannot tell users apart show it to
+    /// whoever they reach.
+    fn notify_user(&self, user: Option<&str>, summary: &str, body: &str) {
+        let _ = user;
+        self.notify(summary, body);
+    }
 }
 
 /// Writes the notice to the log: used when there is no desktop to show it on.
@@ -22,6 +30,8 @@ impl Notifier for LogNotifier {
 /// A notice for the user, decided by comparing a new status with the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
+    /// The local user the budget entry is about; `None` for the organization's.
+    pub user: Option<String>,
     pub summary: String,
     pub body: String,
 }
@@ -82,7 +92,11 @@ impl BudgetWatcher {
                         ""
                     }
                 );
-                out.push(Notice { summary, body });
+                out.push(Notice {
+                    user: e.user.clone(),
+                    summary,
+                    body,
+                });
             }
             self.told
                 .insert(key, (e.threshold_pct.max(prev_pct), e.state));
@@ -107,6 +121,11 @@ impl BudgetWatcher {
 /// session), it uses that user's own bus. Without any bus the notice is logged.
 #[cfg(target_os = "linux")]
 pub struct DesktopNotifier;
+
+/// How long a notification server may take to answer; a hung one must not keep the
+/// notifier's thread forever.
+#[cfg(target_os = "linux")]
+const NOTIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where logind puts each logged-in user's runtime directory (and its `bus`).
 #[cfg(target_os = "linux")]
@@ -191,13 +210,19 @@ impl DesktopNotifier {
     ) -> Result<u32, NotifyError> {
         zbus::block_on(async {
             let conn = match bus {
-                SessionBus::Own => zbus::connection::Builder::session().build().await?,
+                SessionBus::Own => {
+                    zbus::connection::Builder::session()
+                        .method_timeout(NOTIFY_TIMEOUT)
+                        .build()
+                        .await?
+                }
                 SessionBus::User { uid, socket } => {
                     let stream = connect_as(*uid, socket)?;
                     zbus::connection::Builder::unix_stream(stream)
                         // EXTERNAL authentication names the uid the socket was opened
                         // as, not the thread's (root) identity now.
                         .user_id(*uid)
+                        .method_timeout(NOTIFY_TIMEOUT)
                         .build()
                         .await?
                 }
@@ -275,10 +300,49 @@ fn set_thread_euid(uid: u32) -> std::io::Result<()> {
     }
 }
 
+/// The account name of `uid` as the agent reports users (the tap's attribution asks
+/// getpwuid_r too; without an entry, the number).
+#[cfg(target_os = "linux")]
+fn user_name(uid: u32) -> String {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero passwd is a valid out-parameter for getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf's length is passed.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: pw_name points into buf and is NUL-terminated by getpwuid_r.
+    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[cfg(target_os = "linux")]
 impl Notifier for DesktopNotifier {
     fn notify(&self, summary: &str, body: &str) {
-        let buses = Self::session_buses();
+        self.notify_user(None, summary, body);
+    }
+
+    /// A user's notice goes to that user's session bus only (on a shared machine the
+    /// others' departments are not their business); the organization's to every bus.
+    fn notify_user(&self, user: Option<&str>, summary: &str, body: &str) {
+        let buses: Vec<SessionBus> = Self::session_buses()
+            .into_iter()
+            .filter(|b| match (b, user) {
+                (SessionBus::User { uid, .. }, Some(u)) => user_name(*uid) == u,
+                _ => true,
+            })
+            .collect();
         if buses.is_empty() {
             tracing::info!(
                 "budget notice (no desktop session bus, so logged instead of shown): {summary}: {body}"
@@ -367,6 +431,7 @@ mod tests {
         let n = w.update(st(entry(760, Some(75), true)));
         assert_eq!(n.len(), 1);
         assert!(n[0].summary.contains("75 %"), "{n:?}");
+        assert_eq!(n[0].user.as_deref(), Some("alice"), "a notice for that user");
         assert!(w.update(st(entry(800, Some(75), true))).is_empty());
         assert_eq!(w.update(st(entry(910, Some(90), true))).len(), 1);
         let n = w.update(st(entry(1000, Some(100), true)));

@@ -72,7 +72,8 @@ impl Ctx {
             .update(b.clone());
         self.status().budget = Some(b);
         for n in notices {
-            self.notifier.notify(&n.summary, &n.body);
+            self.notifier
+                .notify_user(n.user.as_deref(), &n.summary, &n.body);
         }
     }
 
