@@ -431,7 +431,11 @@ mod tests {
         let n = w.update(st(entry(760, Some(75), true)));
         assert_eq!(n.len(), 1);
         assert!(n[0].summary.contains("75 %"), "{n:?}");
-        assert_eq!(n[0].user.as_deref(), Some("alice"), "a notice for that user");
+        assert_eq!(
+            n[0].user.as_deref(),
+            Some("alice"),
+            "a notice for that user"
+        );
         assert!(w.update(st(entry(800, Some(75), true))).is_empty());
         assert_eq!(w.update(st(entry(910, Some(90), true))).len(), 1);
         let n = w.update(st(entry(1000, Some(100), true)));
