@@ -1,15 +1,30 @@
 //! Arbitrary bytes as a TCP stream, split at fuzzer-chosen points, delivered out of
 //! order with a retransmission, through HelloAssembler, ClientHello, JA4 and
-//! HelloInfo. Oracle: however the stream is cut and ordered, a hello that completes
+//! HelloInfo. Oracles: the JA4 memo gives what plain JA4 gives; however the stream is cut and ordered, a hello that completes
 //! when delivered in one piece completes the same way when split.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toktra_wire::{ClientHello, HelloAssembler, HelloInfo, Progress, StreamKind, Transport, ja4};
+use std::cell::RefCell;
+
+use toktra_wire::{
+    ClientHello, HelloAssembler, HelloInfo, Ja4Memo, Progress, StreamKind, Transport, ja4, ja4_memo,
+};
+
+thread_local! {
+    // Kept across inputs, so entries from earlier hellos meet later ones.
+    static MEMO: RefCell<Box<Ja4Memo>> = RefCell::new(Box::new(Ja4Memo::new()));
+}
 
 fn exercise(h: &ClientHello<'_>) {
     let a = ja4(h, Transport::Tcp);
     assert_eq!(a.as_str().len(), 36);
+    // The memo never changes a fingerprint, on a miss or a hit.
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        assert_eq!(ja4_memo(h, Transport::Tcp, &mut m), a);
+        assert_eq!(ja4_memo(h, Transport::Tcp, &mut m), a);
+    });
     let info = HelloInfo::new(h, Transport::Quic);
     assert_eq!(&info.ja4.as_str()[1..], &a.as_str()[1..]);
     let _ = (h.max_version(), h.server_name(), h.has_ech());

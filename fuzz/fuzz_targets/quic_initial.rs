@@ -3,14 +3,24 @@
 //! - sealed: the rest is the plaintext frames of one or two client Initials, sealed
 //!   with the real keys so decryption succeeds and the frame walker and CRYPTO
 //!   reassembly see fuzzer-controlled data;
+//! Oracle besides no panic: decryption with the key cache (kept across inputs)
+//! gives exactly what decryption with fresh keys gives.
 //! - mutated: a sealed Initial with one byte flipped after protection.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+
 use toktra_wire::quic::{
-    Frames, LongHeader, Side, VERSION_1, VERSION_2, decrypt_initial, feed_client_datagram,
-    seal_client_initial,
+    Frames, InitialKeyCache, LongHeader, Side, VERSION_1, VERSION_2, decrypt_initial,
+    decrypt_initial_cached, feed_client_datagram, feed_client_datagram_cached, seal_client_initial,
 };
+
+thread_local! {
+    // Kept across inputs, so keys cached for one DCID and version meet packets of
+    // another.
+    static KEYS: RefCell<InitialKeyCache> = RefCell::new(InitialKeyCache::new());
+}
 use toktra_wire::{HelloAssembler, HelloInfo, Progress, StreamKind, Transport};
 
 const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
@@ -22,12 +32,21 @@ fn seal(version: u32, pn: u32, frames: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Feeds `datagram` to `asm` and, as an oracle, to a copy of it through the key
+/// cache: both must give the same outcome.
 fn feed(datagram: &[u8], asm: &mut HelloAssembler) {
     let mut scratch = vec![0u8; datagram.len().max(1)];
-    if let Ok((_, Progress::Complete(h))) = feed_client_datagram(datagram, &mut scratch, asm) {
-        let info = HelloInfo::new(&h, Transport::Quic);
-        assert_eq!(info.ja4.as_str().as_bytes()[0], b'q');
-    }
+    let mut scratch2 = scratch.clone();
+    let mut twin = Box::new(asm.clone());
+    KEYS.with_borrow_mut(|keys| {
+        let cached = feed_client_datagram_cached(datagram, &mut scratch2, &mut twin, keys);
+        let plain = feed_client_datagram(datagram, &mut scratch, asm);
+        assert_eq!(plain, cached);
+        if let Ok((_, Progress::Complete(h))) = plain {
+            let info = HelloInfo::new(&h, Transport::Quic);
+            assert_eq!(info.ja4.as_str().as_bytes()[0], b'q');
+        }
+    });
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -50,7 +69,14 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = LongHeader::parse(rest);
             let mut out = vec![0u8; 1500];
-            let _ = decrypt_initial(rest, Side::Server, &mut out);
+            let mut out2 = vec![0u8; 1500];
+            for side in [Side::Server, Side::Client] {
+                let plain = decrypt_initial(rest, side, &mut out);
+                KEYS.with_borrow_mut(|keys| {
+                    let cached = decrypt_initial_cached(rest, side, &mut out2, keys);
+                    assert_eq!(plain, cached);
+                });
+            }
         }
         1 => {
             // Two packets, split where the control byte says, delivered in either
