@@ -387,6 +387,59 @@ fn list_hashes_match_the_spec_text_at_every_length_and_the_memo_changes_nothing(
             ja4(&h, Transport::Quic)
         );
     }
+    // The same lists in another order: another key, the same fingerprint; signature
+    // algorithms in another order: another fingerprint. GREASE moved about: ignored.
+    let build = |ciphers: &[u16], exts: &[u16], sigs: &[u16]| {
+        let mut b = HelloBuilder::new()
+            .ciphers(ciphers)
+            .sigalgs(sigs)
+            .sni("a.example");
+        for &t in exts {
+            b = b.opaque(t);
+        }
+        b.message()
+    };
+    let cases = [
+        build(
+            &[0x1301, 0x1302, 0xc02b],
+            &[0x0017, 0xff01, 0x0023],
+            &[0x0403, 0x0804],
+        ),
+        build(
+            &[0xc02b, 0x1301, 0x1302],
+            &[0x0023, 0x0017, 0xff01],
+            &[0x0403, 0x0804],
+        ),
+        build(
+            &[0x1a1a, 0xc02b, 0x1301, 0x1302],
+            &[0x0023, 0xfafa, 0x0017, 0xff01],
+            &[0x0403, 0x0804],
+        ),
+        build(
+            &[0x1301, 0x1302, 0xc02b],
+            &[0x0017, 0xff01, 0x0023],
+            &[0x0804, 0x0403],
+        ),
+        build(
+            &[0x1301, 0x1302],
+            &[0x0017, 0xff01, 0x0023],
+            &[0x0403, 0x0804],
+        ),
+    ];
+    let prints: Vec<_> = cases
+        .iter()
+        .map(|m| {
+            let h = ClientHello::parse(m).unwrap();
+            let plain = ja4(&h, Transport::Tcp);
+            assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), plain);
+            assert_eq!(ja4_memo(&h, Transport::Tcp, &mut memo), plain);
+            plain
+        })
+        .collect();
+    assert_eq!(prints[0], prints[1]);
+    assert_eq!(prints[0], prints[2]);
+    assert_ne!(prints[0], prints[3]);
+    assert_ne!(prints[0], prints[4]);
     // Real hellos too.
     let msg = handshake_from_records(&data(CHROMIUM.file));
     let h = ClientHello::parse(&msg).unwrap();
