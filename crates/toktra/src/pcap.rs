@@ -4,6 +4,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use toktra_agent::flow::{FlowConfig, FlowRecord, FlowTracker};
 use toktra_agent::source::pcap::PcapSource;
 use toktra_catalog::Catalog;
+use toktra_wire::link::LinkType;
 
 const LONG_HELP: &str = r#"Every TCP connection whose client sent a TLS ClientHello and every QUIC connection
 whose client sent an Initial carrying one is reported, on any port: TLS and QUIC are
@@ -28,6 +30,13 @@ category (null unless the SNI is in the LLM catalog), bytes_out, bytes_in (trans
 payload bytes), packets_out, packets_in, duration_ms, records_in (TLS
 application-data records from the server; null for QUIC or when the server stream
 had gaps).
+
+Lines come in the order flows end (flows found idle at the same moment by first
+packet); flows still open at the end of the input follow, by first packet. The same
+input always gives the same output. With --threads 2 or 3 one thread reads and
+splits the files into packets while another tracks flows (and a third writes the
+lines), handing packets over in batches of 256 KiB, at most four in flight; the
+output does not depend on the number of threads.
 
 A summary goes to stderr. Exit status: 0 on success; 1 if a file could not be read
 or is damaged (the error names the byte offset; flows read before it are still
@@ -51,6 +60,12 @@ pub struct Args {
     /// Never draw a progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Threads: 1 does everything on one thread; 2 reads the files (decompressing
+    /// gzip and splitting them into packets) on a second thread; 3 also writes the
+    /// JSON lines on a third. The output is the same whatever the number; more than
+    /// 3 gains nothing. [default: 3, or 1 on a single-core machine]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Default)]
@@ -246,14 +261,6 @@ fn opt_str(out: &mut Vec<u8>, s: Option<&str>) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let catalog = Catalog::embedded();
-    let mut writer = Writer {
-        out: BufWriter::with_capacity(1 << 20, io::stdout().lock()),
-        line: Vec::with_capacity(1024),
-        catalog,
-        llm_only: args.llm_only,
-        summary: Summary::default(),
-        ts_cache: None,
-    };
     let total_bytes: u64 = args
         .files
         .iter()
@@ -272,85 +279,285 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
+    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let new_writer = || Writer {
+        out: BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+        line: Vec::with_capacity(1024),
+        catalog,
+        llm_only: args.llm_only,
+        summary: Summary::default(),
+        ts_cache: None,
+    };
 
-    let mut tracker = FlowTracker::new(FlowConfig::default());
-    let mut packets = 0u64;
-    let mut unsupported_link = 0u64;
-    let mut failures = Vec::new();
-    let mut done_bytes = 0u64;
-    for path in &args.files {
-        let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let result = read_file(
-            path,
-            &mut tracker,
-            &mut writer,
-            &bar,
-            done_bytes,
-            &mut packets,
-            &mut unsupported_link,
-        );
-        done_bytes += file_len;
-        if let Err(e) = result {
-            bar.suspend(|| eprintln!("toktra pcap: {e:#}"));
-            failures.push(path.clone());
+    let mut track = Tracking {
+        tracker: FlowTracker::new(FlowConfig::default()),
+        packets: 0,
+        unsupported_link: 0,
+        failures: Vec::new(),
+        ready: Vec::new(),
+    };
+    let summary = if threads == 1 {
+        let mut writer = new_writer();
+        let mut done_bytes = 0u64;
+        for path in &args.files {
+            let result = read_file(path, &bar, done_bytes, |ts, link, data| {
+                track.packet(ts, link, data);
+                track.ready.drain(..).try_for_each(|r| writer.write(&r))
+            });
+            done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = result {
+                track.failed(&bar, path, &e);
+            }
         }
-    }
-    for record in tracker.finish() {
-        writer.write(&record)?;
-    }
-    writer.out.flush().context("writing to stdout")?;
+        let Tracking { tracker, .. } = &mut track;
+        let tracker = std::mem::replace(tracker, FlowTracker::new(FlowConfig::default()));
+        for record in tracker.finish() {
+            writer.write(&record)?;
+        }
+        writer.out.flush().context("writing to stdout")?;
+        writer.summary
+    } else {
+        pipelined(&args.files, &bar, &mut track, threads, new_writer)?
+    };
     bar.finish_and_clear();
 
     let elapsed = started.elapsed().as_secs_f64();
-    let s = &writer.summary;
+    let s = &summary;
     eprintln!(
         "toktra pcap: {} flows, {} with SNI, {} LLM flows; {} packets in {:.3} s ({:.0} packets/s){}",
         s.flows,
         s.with_sni,
         s.llm,
-        packets,
+        track.packets,
         elapsed,
-        packets as f64 / elapsed.max(1e-9),
-        if unsupported_link > 0 {
-            format!("; {unsupported_link} packets of unsupported link types skipped")
+        track.packets as f64 / elapsed.max(1e-9),
+        if track.unsupported_link > 0 {
+            format!(
+                "; {} packets of unsupported link types skipped",
+                track.unsupported_link
+            )
         } else {
             String::new()
         }
     );
-    if failures.is_empty() {
+    if track.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)
     }
 }
 
+/// Threads used when `--threads` is not given: all three pipeline stages when
+/// there is more than one core (on two cores too: reading and writing together
+/// take less than tracking, so they share the second core without slowing it), one
+/// thread on a single core.
+fn default_threads() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        1 => 1,
+        _ => MAX_THREADS,
+    }
+}
+
+/// Pipeline stages: reading, tracking, writing.
+const MAX_THREADS: usize = 3;
+
+/// The flow-tracking stage and what it counts.
+struct Tracking {
+    tracker: FlowTracker,
+    packets: u64,
+    unsupported_link: u64,
+    failures: Vec<PathBuf>,
+    /// Records of flows that ended, in the order they ended, not yet written.
+    ready: Vec<FlowRecord>,
+}
+
+impl Tracking {
+    fn packet(&mut self, ts: Duration, link: Result<LinkType, u32>, data: &[u8]) {
+        self.packets += 1;
+        match link {
+            Ok(link) => self.tracker.track(ts, link, data),
+            Err(_) => self.unsupported_link += 1,
+        }
+        self.ready.extend(self.tracker.poll_expired(ts));
+    }
+
+    fn failed(&mut self, bar: &ProgressBar, path: &Path, e: &anyhow::Error) {
+        bar.suspend(|| eprintln!("toktra pcap: {e:#}"));
+        self.failures.push(path.to_owned());
+    }
+}
+
+/// Packets copied out of the reader's buffer, handed from the reading thread to
+/// the tracking thread in one piece (a message per packet would cost more than the
+/// packet's tracking).
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    /// Timestamp, link type and end of each packet's bytes in `data`.
+    packets: Vec<(Duration, Result<LinkType, u32>, usize)>,
+}
+
+/// Packet bytes per batch: large enough that hand-overs are rare, small enough to
+/// stay in cache between the two threads.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight between reading and tracking (bounds the memory the pipeline
+/// adds to a few megabytes).
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Records per hand-over to the writing thread.
+const RECORDS_PER_SEND: usize = 256;
+
+enum Read {
+    Batch(Batch),
+    /// The end of one file: Ok, or why it could not be read to its end.
+    FileDone(PathBuf, anyhow::Result<()>),
+}
+
+/// Reads on one thread, tracks on the calling one, and with three threads writes on
+/// a third. Records are written in the order the single-threaded path writes them.
+fn pipelined<'w>(
+    files: &[PathBuf],
+    bar: &ProgressBar,
+    track: &mut Tracking,
+    threads: usize,
+    new_writer: impl Fn() -> Writer<'w> + Sync,
+) -> anyhow::Result<Summary> {
+    std::thread::scope(|scope| {
+        let (to_tracker, from_reader) = mpsc::sync_channel::<Read>(BATCHES_IN_FLIGHT);
+        let (recycle, recycled) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT + 2);
+        scope.spawn(move || read_files(files, bar, &to_tracker, &recycled));
+
+        let (mut inline, mut to_writer, writer_thread) = if threads >= MAX_THREADS {
+            let (tx, rx) = mpsc::sync_channel::<Vec<FlowRecord>>(BATCHES_IN_FLIGHT * 4);
+            let new_writer = &new_writer;
+            let handle = scope.spawn(move || -> anyhow::Result<Summary> {
+                let mut writer = new_writer();
+                for records in rx {
+                    for r in &records {
+                        writer.write(r)?;
+                    }
+                }
+                writer.out.flush().context("writing to stdout")?;
+                Ok(writer.summary)
+            });
+            (None, Some(tx), Some(handle))
+        } else {
+            (Some(new_writer()), None, None)
+        };
+        // Hands finished records on; false once the writing thread has stopped
+        // (its error is collected when it is joined).
+        let mut emit = |records: &mut Vec<FlowRecord>, all: bool| -> anyhow::Result<bool> {
+            if let Some(w) = inline.as_mut() {
+                records.drain(..).try_for_each(|r| w.write(&r))?;
+            } else if let Some(tx) = to_writer.as_ref()
+                && (all || records.len() >= RECORDS_PER_SEND)
+                && !records.is_empty()
+                && tx.send(std::mem::take(records)).is_err()
+            {
+                return Ok(false);
+            }
+            Ok(true)
+        };
+
+        let mut open = true;
+        for msg in from_reader.iter() {
+            match msg {
+                Read::Batch(mut batch) => {
+                    let mut start = 0;
+                    for &(ts, link, end) in &batch.packets {
+                        track.packet(ts, link, batch.data.get(start..end).unwrap_or_default());
+                        start = end;
+                    }
+                    open = emit(&mut track.ready, false)?;
+                    batch.data.clear();
+                    batch.packets.clear();
+                    // The reader allocates a new batch if this one is not back in time.
+                    let _ = recycle.try_send(batch);
+                }
+                Read::FileDone(path, Err(e)) => track.failed(bar, &path, &e),
+                Read::FileDone(_, Ok(())) => {}
+            }
+            if !open {
+                break;
+            }
+        }
+        // Dropping the receiver stops the reader if the writer stopped early.
+        drop(from_reader);
+        if open {
+            let tracker =
+                std::mem::replace(&mut track.tracker, FlowTracker::new(FlowConfig::default()));
+            track.ready.extend(tracker.finish());
+            emit(&mut track.ready, true)?;
+        }
+        drop(to_writer.take());
+        match (inline, writer_thread) {
+            (Some(mut w), _) => {
+                w.out.flush().context("writing to stdout")?;
+                Ok(w.summary)
+            }
+            (None, Some(handle)) => handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("the writing thread panicked"))?,
+            (None, None) => Err(anyhow::anyhow!("no writer")),
+        }
+    })
+}
+
+/// The reading stage: every file in turn, packets in batches, then the file's result.
+fn read_files(
+    files: &[PathBuf],
+    bar: &ProgressBar,
+    to_tracker: &SyncSender<Read>,
+    recycled: &Receiver<Batch>,
+) {
+    let mut done_bytes = 0u64;
+    let fresh = || recycled.try_recv().unwrap_or_default();
+    for path in files {
+        let mut batch = fresh();
+        let result = read_file(path, bar, done_bytes, |ts, link, data| {
+            batch.data.extend_from_slice(data);
+            batch.packets.push((ts, link, batch.data.len()));
+            if batch.data.len() >= BATCH_BYTES {
+                let full = std::mem::replace(&mut batch, fresh());
+                // The tracker only hangs up when it stopped for good.
+                to_tracker
+                    .send(Read::Batch(full))
+                    .map_err(|_| anyhow::anyhow!("the tracking thread stopped"))?;
+            }
+            Ok(())
+        });
+        done_bytes += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if !batch.packets.is_empty() && to_tracker.send(Read::Batch(batch)).is_err() {
+            return;
+        }
+        if to_tracker
+            .send(Read::FileDone(path.clone(), result))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Streams the packets of one capture file into `each` (timestamp, link type,
+/// bytes), updating the progress bar.
 fn read_file(
     path: &Path,
-    tracker: &mut FlowTracker,
-    writer: &mut Writer<'_>,
     bar: &ProgressBar,
     done_bytes: u64,
-    packets: &mut u64,
-    unsupported_link: &mut u64,
+    mut each: impl FnMut(Duration, Result<LinkType, u32>, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut source = PcapSource::open(path).with_context(|| format!("{}", path.display()))?;
     let gzip = source.is_gzip();
+    let mut packets = 0u64;
     loop {
         let packet = match source.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
         };
-        *packets += 1;
-        let ts = packet.ts;
-        match packet.link {
-            Ok(link) => tracker.track(ts, link, packet.data),
-            Err(_) => *unsupported_link += 1,
-        }
-        for record in tracker.poll_expired(ts) {
-            writer.write(&record)?;
-        }
-        if *packets & 0x1fff == 0 && !bar.is_hidden() {
+        packets += 1;
+        each(packet.ts, packet.link, packet.data)?;
+        if packets & 0x1fff == 0 && !bar.is_hidden() {
             if gzip {
                 bar.set_message(format!("{packets} packets"));
             } else {
