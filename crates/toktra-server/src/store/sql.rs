@@ -772,30 +772,32 @@ pub(super) fn batch_users<'a>(
 /// as a row on SQLite), [`EventColumns`] (the same as arrays, for PostgreSQL's UNNEST)
 /// and [`EVENT_COLUMNS`].
 macro_rules! event_columns {
-    (|$se:ident, $e:ident| { $($name:ident: $ty:ty [$pg:literal] = $val:expr,)* }) => {
-        pub(super) struct EventRow { $(pub $name: $ty,)* }
+    (|$se:ident: &$lt:lifetime StoredEvent, $e:ident| { $($name:ident: $ty:ty [$pg:literal] = $val:expr,)* }) => {
+        /// One event's column values; text the event already holds is borrowed, not
+        /// copied (ingest's hot path).
+        pub(super) struct EventRow<$lt> { $(pub $name: $ty,)* }
 
-        impl EventRow {
-            pub fn of($se: &StoredEvent) -> Self {
+        impl<$lt> EventRow<$lt> {
+            pub fn of($se: &$lt StoredEvent) -> Self {
                 let $e = &$se.event;
                 Self { $($name: $val,)* }
             }
 
             /// `[org, device, batch]` and this row, in [`EVENT_COLUMNS`] order.
-            pub fn sqlite_params<'a>(
-                &'a self,
-                ids: [&'a dyn rusqlite::ToSql; 3],
-            ) -> [&'a dyn rusqlite::ToSql; 3 + EVENT_COLUMNS.len()] {
+            pub fn sqlite_params<'p>(
+                &'p self,
+                ids: [&'p dyn rusqlite::ToSql; 3],
+            ) -> [&'p dyn rusqlite::ToSql; 3 + EVENT_COLUMNS.len()] {
                 let [org, device, batch] = ids;
                 [org, device, batch, $(&self.$name),*]
             }
         }
 
         #[derive(Default)]
-        pub(super) struct EventColumns { $(pub $name: Vec<$ty>,)* }
+        pub(super) struct EventColumns<$lt> { $(pub $name: Vec<$ty>,)* }
 
-        impl EventColumns {
-            pub fn push(&mut self, r: EventRow) {
+        impl<$lt> EventColumns<$lt> {
+            pub fn push(&mut self, r: EventRow<$lt>) {
                 $(self.$name.push(r.$name);)*
             }
 
@@ -810,35 +812,35 @@ macro_rules! event_columns {
     };
 }
 
-event_columns!(|se, e| {
+event_columns!(|se: &'a StoredEvent, e| {
     event_id: String ["TEXT"] = e.event_id.to_string(),
     source: &'static str ["TEXT"] = e.source.as_str(),
     started_at: i64 ["BIGINT"] = ms(e.started_at),
     duration_ms: i64 ["BIGINT"] = e.duration_ms as i64,
     transport: &'static str ["TEXT"] = e.transport.as_str(),
-    sni: Option<String> ["TEXT"] = e.sni.clone(),
+    sni: Option<&'a str> ["TEXT"] = e.sni.as_deref(),
     alpn: String ["TEXT"] = serde_json::to_string(&e.alpn).unwrap_or_else(|_| "[]".into()),
-    ja4: Option<String> ["TEXT"] = e.ja4.clone(),
+    ja4: Option<&'a str> ["TEXT"] = e.ja4.as_deref(),
     ech: i64 ["BIGINT"] = e.ech as i64,
-    provider: Option<String> ["TEXT"] = se.provider.clone(),
-    product: Option<String> ["TEXT"] = se.product.clone(),
-    category: Option<String> ["TEXT"] = se.category.clone(),
-    agent_provider: Option<String> ["TEXT"] = e.provider.clone(),
-    agent_product: Option<String> ["TEXT"] = e.product.clone(),
+    provider: Option<&'a str> ["TEXT"] = se.provider.as_deref(),
+    product: Option<&'a str> ["TEXT"] = se.product.as_deref(),
+    category: Option<&'a str> ["TEXT"] = se.category.as_deref(),
+    agent_provider: Option<&'a str> ["TEXT"] = e.provider.as_deref(),
+    agent_product: Option<&'a str> ["TEXT"] = e.product.as_deref(),
     bytes_out: i64 ["BIGINT"] = e.bytes_out as i64,
     bytes_in: i64 ["BIGINT"] = e.bytes_in as i64,
     records_in: Option<i64> ["BIGINT"] = e.records_in.map(|x| x as i64),
     est_input_tokens: i64 ["BIGINT"] = e.est_input_tokens as i64,
     est_output_tokens: i64 ["BIGINT"] = e.est_output_tokens as i64,
     cost_usd: f64 ["FLOAT8"] = se.cost_usd,
-    user_name: Option<String> ["TEXT"] = e.user.clone(),
+    user_name: Option<&'a str> ["TEXT"] = e.user.as_deref(),
     process_pid: Option<i64> ["BIGINT"] = e.process.as_ref().map(|p| p.pid as i64),
-    process_name: Option<String> ["TEXT"] = e.process.as_ref().map(|p| p.name.clone()),
-    process_path: Option<String> ["TEXT"] = e.process.as_ref().and_then(|p| p.path.clone()),
+    process_name: Option<&'a str> ["TEXT"] = e.process.as_ref().map(|p| p.name.as_str()),
+    process_path: Option<&'a str> ["TEXT"] = e.process.as_ref().and_then(|p| p.path.as_deref()),
     dst_ip: Option<String> ["TEXT"] = e.dst_ip.map(|i| i.to_string()),
     dst_port: Option<i64> ["BIGINT"] = e.dst_port.map(|p| p as i64),
-    endpoint: Option<String> ["TEXT"] = e.endpoint.clone(),
-    source_domain: Option<String> ["TEXT"] = e.source_domain.clone(),
+    endpoint: Option<&'a str> ["TEXT"] = e.endpoint.as_deref(),
+    source_domain: Option<&'a str> ["TEXT"] = e.source_domain.as_deref(),
     streaming: Option<i64> ["BIGINT"] = e.streaming.map(|b| b as i64),
 });
 
