@@ -897,7 +897,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Department(DepartmentCmd::Create { org, name }) => {
             backend.create_department(&org, &name).await?;
-            print(json, &serde_json::json!({"name": name}), |_| String::new())?;
+            print(json, &Department { name }, |_| String::new())?;
         }
         Cmd::Department(DepartmentCmd::List { org }) => {
             let v = backend.list_departments(&org).await?;
@@ -927,7 +927,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let n = backend.import_users(&org, text).await?;
-            print(json, &serde_json::json!({"imported": n}), |_| n.to_string())?;
+            print(json, &ImportResult { imported: n }, |_| n.to_string())?;
         }
         Cmd::DashboardUser(DashboardUserCmd::Create {
             org,
