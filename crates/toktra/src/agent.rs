@@ -201,8 +201,15 @@ pub async fn run_configured(
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let capture_status = Arc::new(Mutex::new(None));
+    let classifier = Arc::new(toktra_agent::pipeline::CatalogClassifier::embedded());
     let _tap = if capture {
-        start_tap(&config, tx, capture_status.clone(), tap_required)?
+        start_tap(
+            &config,
+            classifier.clone(),
+            tx,
+            capture_status.clone(),
+            tap_required,
+        )?
     } else {
         *capture_status.lock().unwrap_or_else(|p| p.into_inner()) =
             Some("off (--no-capture)".into());
@@ -214,7 +221,7 @@ pub async fn run_configured(
         device_id,
         source: toktra_proto::Source::Linux,
         identity_store: store,
-        classifier: Arc::new(toktra_agent::pipeline::CatalogClassifier::embedded()),
+        classifier,
         notifier: notifier(),
         flows: rx,
         capture_status,
@@ -242,15 +249,21 @@ type Tap = ();
 #[cfg(target_os = "linux")]
 fn start_tap(
     config: &Config,
+    classifier: Arc<toktra_agent::pipeline::CatalogClassifier>,
     tx: tokio::sync::mpsc::Sender<toktra_agent::pipeline::ObservedFlow>,
     status: Arc<Mutex<Option<String>>>,
     required: bool,
 ) -> anyhow::Result<Option<Tap>> {
+    use toktra_agent::pipeline::Classifier as _;
+    // The tap looks up the owner of a connection only when its host is one the
+    // pipeline keeps: other flows are dropped in memory anyway.
+    let keep: toktra_agent::source::linux::HostFilter =
+        Arc::new(move |host: &str| classifier.classify(host).is_some());
     let cfg = toktra_agent::source::linux::TapConfig {
         ports: config.capture_ports.clone(),
         device: "any".into(),
     };
-    match toktra_agent::source::linux::start(&cfg, tx, status.clone()) {
+    match toktra_agent::source::linux::start(&cfg, keep, tx, status.clone()) {
         Ok(t) => {
             tracing::info!("capturing TCP/UDP ports {:?} on all interfaces", cfg.ports);
             Ok(Some(t))
@@ -267,6 +280,7 @@ fn start_tap(
 #[cfg(not(target_os = "linux"))]
 fn start_tap(
     _config: &Config,
+    _classifier: Arc<toktra_agent::pipeline::CatalogClassifier>,
     _tx: tokio::sync::mpsc::Sender<toktra_agent::pipeline::ObservedFlow>,
     _status: Arc<Mutex<Option<String>>>,
     required: bool,

@@ -97,7 +97,11 @@ impl SockDiag {
         // looks the socket up as for an arriving datagram, so its source is the
         // remote end — "swapped for historical reasons", says the kernel. With TCP's
         // order a QUIC client's socket is never found.
-        let (src, dst) = if tcp { (local, remote) } else { (remote, local) };
+        let (src, dst) = if tcp {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
         id[0..2].copy_from_slice(&src.port().to_be_bytes());
         id[2..4].copy_from_slice(&dst.port().to_be_bytes());
         put_addr(&mut id[4..20], src.ip());
@@ -157,10 +161,10 @@ fn put_addr(out: &mut [u8], ip: IpAddr) {
 
 /// Finds processes by socket inode. Reading every descriptor of a process is the
 /// expensive part (one readlink each), so a scan records *every* socket inode it
-/// passes, not just the one asked for: connections opened together (a ring block
-/// delivers their SYNs together) are then answered from the map without another
-/// scan. Processes that owned recent connections are scanned first, because a busy
-/// client opens many connections from one process.
+/// passes, not just the ones asked for, and the inodes of a whole batch of new
+/// connections are searched for together. Processes that owned recent connections
+/// are scanned first, because a busy client opens many connections from one process;
+/// every process is scanned only for sockets that are still open.
 #[derive(Default)]
 pub struct ProcIndex {
     recent: Vec<u32>,
@@ -172,13 +176,26 @@ pub struct ProcIndex {
     /// Process details by pid, briefly: a client opening many connections is asked
     /// about once, not once per connection.
     infos: HashMap<u32, (Instant, Option<ProcessInfo>)>,
-    /// Reused path buffer for the readlink calls.
-    path: String,
+    /// Until when full scans are paused after one found nothing (sockets in another
+    /// PID namespace, unreadable descriptors): such a miss would repeat every round.
+    pause_full_until: Option<Instant>,
+    pub stats: ScanStats,
+}
+
+/// What the searches cost, for the log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScanStats {
+    /// Scans of one process's descriptors.
+    pub process_scans: u64,
+    /// Searches through every process.
+    pub full_scans: u64,
 }
 
 /// Socket inodes above this many are forgotten at once (stale entries of closed
 /// sockets accumulate otherwise).
-const MAX_INODES: usize = 65_536;
+const MAX_INODES: usize = 16_384;
+/// How long full scans pause after one found none of its sockets.
+const FULL_SCAN_PAUSE: Duration = Duration::from_secs(1);
 
 /// The inode of a `socket:[N]` link target.
 fn socket_inode(target: &[u8]) -> Option<u32> {
@@ -199,32 +216,75 @@ pub fn process_info(pid: u32) -> Option<ProcessInfo> {
 }
 
 impl ProcIndex {
-    /// Records every socket of `pid`; true when `inode` is among them.
-    fn scan(&mut self, pid: u32, inode: u32) -> bool {
-        use std::fmt::Write as _;
-        use std::os::unix::ffi::OsStrExt as _;
-        self.path.clear();
-        let _ = write!(self.path, "/proc/{pid}/fd/");
-        let Ok(dir) = std::fs::read_dir(&self.path) else {
-            return false;
+    /// Records the sockets of `pid`, stopping once every inode of `wanted` is known.
+    /// The descriptors are read relative to the open `/proc/PID/fd` directory
+    /// (readlinkat), which spares the kernel a path walk per descriptor: the scan
+    /// of a busy client's descriptors is the agent's largest cost per connection.
+    fn scan(&mut self, pid: u32, wanted: &[u32]) {
+        self.stats.process_scans += 1;
+        let Ok(path) = std::ffi::CString::new(format!("/proc/{pid}/fd")) else {
+            return;
         };
-        let base = self.path.len();
-        let mut found = false;
-        for fd in dir.flatten() {
-            self.path.truncate(base);
-            self.path.push_str(&fd.file_name().to_string_lossy());
-            let Ok(target) = std::fs::read_link(&self.path) else {
+        // SAFETY: a plain open(2) of a NUL-terminated path; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: fd is an open directory we own; on success the DIR owns it.
+        let dir = unsafe { libc::fdopendir(fd) };
+        if dir.is_null() {
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return;
+        }
+        let mut missing = wanted
+            .iter()
+            .filter(|&&i| i != 0 && !self.inodes.contains_key(&i))
+            .count();
+        let mut target = [0u8; 64];
+        loop {
+            // SAFETY: dir is a valid DIR until closedir below.
+            let entry = unsafe { libc::readdir(dir) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            if name.to_bytes().first() == Some(&b'.') {
+                continue;
+            }
+            // SAFETY: dir is valid, name is NUL-terminated, target's length is passed.
+            let n = unsafe {
+                libc::readlinkat(
+                    libc::dirfd(dir),
+                    name.as_ptr(),
+                    target.as_mut_ptr().cast(),
+                    target.len(),
+                )
+            };
+            let Some(link) = usize::try_from(n).ok().and_then(|n| target.get(..n)) else {
                 continue;
             };
-            if let Some(i) = socket_inode(target.as_os_str().as_bytes()) {
+            if let Some(i) = socket_inode(link) {
                 if self.inodes.len() >= MAX_INODES {
                     self.inodes.clear();
                 }
-                self.inodes.insert(i, pid);
-                found |= i == inode;
+                let new = self.inodes.insert(i, pid).is_none();
+                if new && wanted.contains(&i) {
+                    missing = missing.saturating_sub(1);
+                    if missing == 0 {
+                        break;
+                    }
+                }
             }
         }
-        found
+        // SAFETY: dir is valid and closed exactly once (this also closes fd).
+        unsafe { libc::closedir(dir) };
     }
 
     fn remember(&mut self, pid: u32) {
@@ -251,38 +311,73 @@ impl ProcIndex {
         info
     }
 
+    /// The process of `inode` as far as the scans so far know.
+    pub fn known_pid(&self, inode: u32) -> Option<u32> {
+        (inode != 0)
+            .then(|| self.inodes.get(&inode).copied())
+            .flatten()
+    }
+
+    /// Searches for the processes of `inodes` (0 stands for none): the recent owners
+    /// first, each scanned once; then, for inodes that `still_open` confirms, every
+    /// process once. Afterwards [`ProcIndex::known_pid`] answers.
+    pub fn find(&mut self, inodes: &[u32], mut still_open: impl FnMut(u32) -> bool) {
+        let missing = |s: &Self| -> Vec<u32> {
+            inodes
+                .iter()
+                .copied()
+                .filter(|&i| i != 0 && !s.inodes.contains_key(&i))
+                .collect()
+        };
+        let mut wanted = missing(self);
+        if wanted.is_empty() {
+            return;
+        }
+        let recent = self.recent.clone();
+        for &pid in &recent {
+            self.scan(pid, &wanted);
+            wanted = missing(self);
+            if wanted.is_empty() {
+                break;
+            }
+        }
+        wanted.retain(|&i| still_open(i));
+        let paused = self.pause_full_until.is_some_and(|t| Instant::now() < t);
+        if !wanted.is_empty() && !paused {
+            self.stats.full_scans += 1;
+            if let Ok(dir) = std::fs::read_dir("/proc") {
+                for entry in dir.flatten() {
+                    let Some(pid) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|s| s.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    if recent.contains(&pid) {
+                        continue;
+                    }
+                    self.scan(pid, &wanted);
+                    if wanted.iter().all(|i| self.inodes.contains_key(i)) {
+                        break;
+                    }
+                }
+            }
+            if !wanted.iter().any(|i| self.inodes.contains_key(i)) {
+                self.pause_full_until = Some(Instant::now() + FULL_SCAN_PAUSE);
+            }
+        }
+        let mut owners: Vec<u32> = inodes.iter().filter_map(|&i| self.known_pid(i)).collect();
+        owners.dedup();
+        for pid in owners.into_iter().rev() {
+            self.remember(pid);
+        }
+    }
+
+    /// The process of one socket inode (see [`ProcIndex::find`]).
     pub fn pid_of_inode(&mut self, inode: u32) -> Option<u32> {
-        if inode == 0 {
-            return None;
-        }
-        if let Some(&pid) = self.inodes.get(&inode) {
-            return Some(pid);
-        }
-        for k in 0..self.recent.len() {
-            let pid = self.recent[k];
-            if self.scan(pid, inode) {
-                self.remember(pid);
-                return Some(pid);
-            }
-        }
-        let dir = std::fs::read_dir("/proc").ok()?;
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if self.recent.contains(&pid) {
-                continue;
-            }
-            if self.scan(pid, inode) {
-                self.remember(pid);
-                return Some(pid);
-            }
-        }
-        None
+        self.find(&[inode], |_| true);
+        self.known_pid(inode)
     }
 
     /// The account name of a uid (cached; NSS may be slow).
@@ -338,8 +433,7 @@ mod tests {
         // SAFETY: getuid has no preconditions.
         assert_eq!(owner.uid, unsafe { libc::getuid() });
         // A second connection opened before the first lookup (as a ring block
-        // delivers several SYNs at once): the scan that finds the first socket
-        // records the second too, so its owner is known without another scan.
+        // delivers several connections at once): one search finds both.
         let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let other_owner = diag
             .lookup(
@@ -350,15 +444,10 @@ mod tests {
             .expect("second socket is found");
         let mut idx = ProcIndex::default();
         assert!(idx.inodes.is_empty());
+        idx.find(&[owner.inode, other_owner.inode], |_| true);
+        assert_eq!(idx.known_pid(owner.inode), Some(std::process::id()));
+        assert_eq!(idx.known_pid(other_owner.inode), Some(std::process::id()));
         assert_eq!(idx.pid_of_inode(owner.inode), Some(std::process::id()));
-        assert_eq!(
-            idx.inodes.get(&other_owner.inode),
-            Some(&std::process::id())
-        );
-        assert_eq!(
-            idx.pid_of_inode(other_owner.inode),
-            Some(std::process::id())
-        );
         let info = process_info(std::process::id()).unwrap();
         assert!(
             info.path.unwrap().contains("toktra_agent"),
@@ -374,5 +463,52 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn a_batch_of_sockets_costs_one_scan_and_closed_sockets_no_full_scan() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut diag = SockDiag::open().unwrap();
+        let mut connect = || {
+            let c = std::net::TcpStream::connect(addr).unwrap();
+            let (s, _) = listener.accept().unwrap();
+            let inode = diag
+                .lookup(true, c.local_addr().unwrap(), c.peer_addr().unwrap())
+                .expect("socket found")
+                .inode;
+            (c, s, inode)
+        };
+        let first = connect();
+        let mut idx = ProcIndex::default();
+        // A process never seen before is found by searching every process.
+        idx.find(&[first.2], |_| true);
+        assert_eq!(idx.known_pid(first.2), Some(std::process::id()));
+        assert_eq!(idx.stats.full_scans, 1);
+        // Three new connections of the same process: one scan of that process.
+        let batch: Vec<_> = (0..3).map(|_| connect()).collect();
+        let inodes: Vec<u32> = batch.iter().map(|b| b.2).collect();
+        let scans = idx.stats.process_scans;
+        idx.find(&inodes, |_| true);
+        assert_eq!(idx.stats.process_scans, scans + 1);
+        assert_eq!(idx.stats.full_scans, 1);
+        for i in &inodes {
+            assert_eq!(idx.known_pid(*i), Some(std::process::id()));
+        }
+        // A socket closed before its owner was searched for: its inode is in no
+        // process, and sock_diag says so, so nobody searches every process for it.
+        let (c, s, inode) = connect();
+        let (local, peer) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
+        drop(c);
+        drop(s);
+        let mut checked = 0;
+        idx.find(&[inode], |i| {
+            checked += 1;
+            diag.lookup(true, local, peer).is_some_and(|o| o.inode == i)
+        });
+        assert_eq!(checked, 1);
+        assert_eq!(idx.known_pid(inode), None);
+        assert_eq!(idx.stats.full_scans, 1, "no futile full scan");
+        assert_eq!(idx.known_pid(0), None);
     }
 }
