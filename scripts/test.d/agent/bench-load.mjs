@@ -1,13 +1,28 @@
 // Load for scripts/bench-agent: RATE new TLS connections per second (each one small
 // HTTP/1.1 request to a provider host name), plus BULK_MBIT of paced bulk transfer
 // over 4 connections, for SECONDS. Prints JSON with handshake latencies (ms from
-// TCP connect start to TLS secureConnect).
-//   node bench-load.mjs ADDR RATE SECONDS BULK_MBIT
+// TCP connect start to TLS secureConnect); with LATENCIES_FILE, also writes every
+// latency there (one per line) so that several phases can be pooled.
+//   node bench-load.mjs ADDR RATE SECONDS BULK_MBIT [LATENCIES_FILE]
+//   node bench-load.mjs --pool FILE...     (percentiles over all the files' latencies)
 import tls from 'node:tls';
 import https from 'node:https';
 import fs from 'node:fs';
 
-const [, , addr, rate, seconds, bulkMbit] = process.argv.map((v, i) => (i > 2 ? Number(v) : v));
+function summary(lat) {
+  lat.sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  return { p50: q(0.5), p90: q(0.9), mean: lat.reduce((a, b) => a + b, 0) / lat.length };
+}
+
+if (process.argv[2] === '--pool') {
+  const lat = process.argv.slice(3).flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number));
+  console.log(JSON.stringify({ connections: lat.length, handshake_ms: summary(lat) }));
+  process.exit(0);
+}
+
+const [, , addr, rate, seconds, bulkMbit] = process.argv.map((v, i) => (i > 2 && i < 6 ? Number(v) : v));
+const latFile = process.argv[6];
 const ca = fs.readFileSync(process.env.NODE_EXTRA_CA_CERTS);
 const hosts = ['api.openai.com', 'api.anthropic.com', 'generativelanguage.googleapis.com'];
 const lat = [];
@@ -50,13 +65,12 @@ const timer = setInterval(() => {
   if (Date.now() >= until) {
     clearInterval(timer);
     setTimeout(() => {
-      lat.sort((a, b) => a - b);
-      const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+      if (latFile) fs.writeFileSync(latFile, lat.join('\n') + '\n');
       console.log(JSON.stringify({
         connections: lat.length, failed, seconds,
         rate: lat.length / seconds,
         bulk_mbit: (bulkBytes * 8) / 1e6 / seconds,
-        handshake_ms: { p50: q(0.5), p90: q(0.9), mean: lat.reduce((a, b) => a + b, 0) / lat.length },
+        handshake_ms: summary(lat),
       }));
       process.exit(0);
     }, 1500);
