@@ -1,7 +1,8 @@
 //! The provider stand-in: a real TLS server (rustls, ring) speaking HTTP/1.1 and
 //! HTTP/2 (hyper) that answers each corpus request with its prepared response,
-//! writing every SSE event as its own write, a millisecond apart, as a model server
-//! emits tokens as they are generated.
+//! writing every SSE event as its own write, paced as a model generates: the
+//! headers at once, the first token after a wait, then each event after a time in
+//! proportion to the tokens it carries.
 
 use crate::shapes::{Exchange, Shape};
 use anyhow::{Context, Result};
@@ -18,6 +19,32 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+/// A model's pace, scaled down about 20x from the 50-100 tokens/s hosted models
+/// generate, so that the corpus captures in seconds: this much per token ...
+const PER_TOKEN: Duration = Duration::from_micros(500);
+/// ... and this long before the first token (time to first token), after the
+/// response headers and any opening events (Anthropic's message_start) went out.
+const FIRST_TOKEN: Duration = Duration::from_millis(20);
+/// Between text-less events (stop, usage, `[DONE]`), which servers flush one by one.
+const FRAMING_GAP: Duration = Duration::from_millis(1);
+
+/// How long the server waits before writing each event of a stream.
+fn pacing(event_tokens: &[usize]) -> Vec<Duration> {
+    let mut first = true;
+    event_tokens
+        .iter()
+        .map(|&n| {
+            if n == 0 {
+                FRAMING_GAP
+            } else if std::mem::take(&mut first) {
+                FIRST_TOKEN
+            } else {
+                (PER_TOKEN * n as u32).max(FRAMING_GAP)
+            }
+        })
+        .collect()
+}
 
 /// Header naming the corpus item a request is for.
 pub const ITEM_HEADER: &str = "x-corpus-item";
@@ -87,13 +114,17 @@ async fn handle(req: Request<Incoming>, items: Arc<Vec<Exchange>>) -> Result<Res
     let body = if x.streamed {
         let (mut tx, body) = Channel::<Bytes, Infallible>::new(1);
         let events: Vec<Bytes> = x.response_events.iter().cloned().map(Bytes::from).collect();
+        let waits = pacing(&x.event_tokens);
         tokio::spawn(async move {
-            for e in events {
+            for (e, wait) in events.into_iter().zip(waits) {
+                tokio::time::sleep(wait).await;
                 if tx.send_data(e).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
+            // The end of the body (HTTP/1.1's last chunk, HTTP/2's END_STREAM) in its
+            // own record, as when a server closes the stream after its last flush.
+            tokio::time::sleep(FRAMING_GAP).await;
         });
         body.boxed_unsync()
     } else {
