@@ -1,6 +1,9 @@
 //! The embedded catalog's coverage, the matching rules, and validation errors.
 
-use toktra_catalog::{Catalog, CatalogError, Category, EntryProblem, RuleProblem};
+use toktra_catalog::{
+    ApiShape, Catalog, CatalogError, Category, EntryProblem, RuleProblem, ShapeProblem,
+    ShapeProfile,
+};
 
 fn product(host: &str) -> Option<&'static str> {
     Catalog::embedded().lookup(host).map(|e| e.id.as_str())
@@ -415,4 +418,122 @@ fn bad_rules_are_refused_with_the_reason() {
             other => panic!("{rule:?}: {other:?}"),
         }
     }
+}
+
+const SHAPE_TABLE: &str = "request_header_bytes = [700, 600]\nresponse_header_bytes = [1000, 800]\n\
+    plain_envelope_bytes = 800\nstream_framing_records = 4\nstream_framing_bytes = 1200\n\
+    event_envelope_bytes = 320\ntokens_per_event = 1.0\nevents_from_records = 0.0\n";
+
+fn shaped_entry(shape: &str) -> String {
+    entry("one", r#""a.x.com""#).replace(
+        "[[entry]]\n",
+        &format!("[[entry]]\napi_shape = \"{shape}\"\n"),
+    )
+}
+
+#[test]
+fn every_measured_api_shape_has_its_profile_in_the_embedded_catalog() {
+    let c = Catalog::embedded();
+    for shape in [ApiShape::OpenAi, ApiShape::Anthropic, ApiShape::Gemini] {
+        let entries: Vec<_> = c
+            .entries()
+            .iter()
+            .filter(|e| e.api_shape == shape)
+            .collect();
+        assert!(!entries.is_empty(), "no {shape} entry");
+        for e in entries {
+            assert_ne!(
+                e.profile,
+                ShapeProfile::GUIDE,
+                "{}: no [shape.{shape}]",
+                e.id
+            );
+        }
+    }
+    let openai = c.lookup("api.openai.com").expect("in catalog").profile;
+    let gemini = c
+        .lookup("generativelanguage.googleapis.com")
+        .expect("in catalog")
+        .profile;
+    // OpenAI streams a token per chunk, Gemini dozens.
+    assert!(openai.tokens_per_event < 2.0 && gemini.tokens_per_event > 10.0);
+}
+
+#[test]
+fn a_shape_table_reaches_the_entries_of_that_shape() {
+    let t = format!(
+        "{HEAD}[shape.openai]\n{SHAPE_TABLE}{}",
+        shaped_entry("openai")
+    );
+    let c = Catalog::from_toml(&t).expect("valid");
+    let p = c.get("one").expect("entry").profile;
+    assert_eq!(
+        (
+            p.request_header_bytes,
+            p.event_envelope_bytes,
+            p.tokens_per_event
+        ),
+        ((700, 600), 320, 1.0)
+    );
+    // A shape without a table gets the guide values.
+    let t = format!(
+        "{HEAD}[shape.openai]\n{SHAPE_TABLE}{}",
+        shaped_entry("gemini")
+    );
+    let c = Catalog::from_toml(&t).expect("valid");
+    assert_eq!(c.get("one").expect("entry").profile, ShapeProfile::GUIDE);
+}
+
+#[test]
+fn bad_shape_tables_are_refused_naming_the_shape_and_field() {
+    let unknown = format!(
+        "{HEAD}[shape.klingon]\n{SHAPE_TABLE}{}",
+        shaped_entry("openai")
+    );
+    assert_eq!(
+        error(&unknown),
+        CatalogError::Shape {
+            shape: "klingon".into(),
+            problem: ShapeProblem::UnknownShape
+        }
+    );
+    let blend = format!(
+        "{HEAD}[shape.gemini]\n{}{}",
+        SHAPE_TABLE.replace("events_from_records = 0.0", "events_from_records = 1.5"),
+        shaped_entry("gemini")
+    );
+    match error(&blend) {
+        CatalogError::Shape {
+            shape,
+            problem: ShapeProblem::OutOfRange { field, value, .. },
+        } => assert_eq!(
+            (shape.as_str(), field, value),
+            ("gemini", "events_from_records", 1.5)
+        ),
+        other => panic!("{other:?}"),
+    }
+    let envelope = format!(
+        "{HEAD}[shape.openai]\n{}{}",
+        SHAPE_TABLE.replace(
+            "event_envelope_bytes = 320",
+            "event_envelope_bytes = 999999"
+        ),
+        shaped_entry("openai")
+    );
+    assert!(matches!(
+        error(&envelope),
+        CatalogError::Shape {
+            problem: ShapeProblem::OutOfRange {
+                field: "event_envelope_bytes",
+                ..
+            },
+            ..
+        }
+    ));
+    let missing = format!(
+        "{HEAD}[shape.openai]\n{}{}",
+        SHAPE_TABLE.replace("tokens_per_event = 1.0\n", ""),
+        shaped_entry("openai")
+    );
+    assert!(matches!(error(&missing), CatalogError::Syntax(m) if m.contains("tokens_per_event")));
 }

@@ -1,10 +1,14 @@
-//! The estimators on a committed sample of the captured corpus: flows as `toktra pcap`
-//! measured them (bytes_out, bytes_in, records_in, offered ALPN) with the true token
-//! counts from tiktoken. Regenerate with scripts/bench-estimate (its summary.jsonl).
+//! The estimators on a held-out capture of the corpus: flows as `toktra pcap` measured
+//! them (bytes_out, bytes_in, records_in, offered ALPN) with the true token counts
+//! from tiktoken (o200k_base for every shape). The catalog's shape profiles were
+//! fitted on seed 1; this file is seed 2, which the fit never saw:
+//! `SEED=2 scripts/bench-estimate` writes it as artifacts/estimate/summary.jsonl.
 
+use std::collections::BTreeMap;
 use toktra_catalog::{Catalog, FlowBytes, HttpVersion, OutputMethod, estimate};
 
 struct Row {
+    shape: String,
     host: String,
     streamed: bool,
     flow: FlowBytes,
@@ -42,6 +46,7 @@ fn rows() -> Vec<Row> {
                 .map(|s| s.trim_matches('"'))
                 .collect();
             Row {
+                shape: field(l, "shape").trim_matches('"').to_owned(),
                 host: field(l, "host").trim_matches('"').to_owned(),
                 streamed: field(l, "streamed") == "true",
                 flow: FlowBytes {
@@ -57,21 +62,22 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn err(est: u64, truth: u64) -> f64 {
     (est as f64 - truth as f64).abs() / truth.max(1) as f64
 }
 
-#[test]
-fn estimates_meet_their_targets_on_the_committed_corpus_sample() {
+/// Errors by (shape, what), what being input, plain or streamed output.
+fn errors() -> BTreeMap<(String, &'static str), Vec<f64>> {
     let rows = rows();
-    assert!(rows.len() >= 30, "sample too small: {}", rows.len());
+    assert!(rows.len() >= 90, "sample too small: {}", rows.len());
     let catalog = Catalog::embedded();
-    let (mut input, mut streamed_out, mut plain_out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut errors: BTreeMap<(String, &'static str), Vec<f64>> = BTreeMap::new();
     for r in &rows {
         let entry = catalog
             .lookup(&r.host)
@@ -84,17 +90,50 @@ fn estimates_meet_their_targets_on_the_committed_corpus_sample() {
             OutputMethod::ByteRatio
         };
         assert_eq!(e.output_method, method);
-        input.push(err(e.est_input_tokens, r.input));
-        if r.streamed {
-            streamed_out.push(err(e.est_output_tokens, r.output));
-        } else {
-            plain_out.push(err(e.est_output_tokens, r.output));
-        }
+        let mut push = |what, v| errors.entry((r.shape.clone(), what)).or_default().push(v);
+        push("input", err(e.est_input_tokens, r.input));
+        let kind = if r.streamed { "streamed" } else { "plain" };
+        push(kind, err(e.est_output_tokens, r.output));
     }
-    let (i, s, p) = (median(input), median(streamed_out), median(plain_out));
-    assert!(s <= 0.15, "streamed output median error {:.1} %", s * 100.0);
-    assert!(i <= 0.15, "input median error {:.1} %", i * 100.0);
-    assert!(p <= 0.15, "plain output median error {:.1} %", p * 100.0);
+    errors
+}
+
+/// The issue's target, per API shape: a finance lead reads cost per provider.
+#[test]
+fn streamed_output_median_error_is_within_15_percent_for_every_shape_on_held_out_flows() {
+    let errors = errors();
+    let mut report = String::new();
+    let mut worst: f64 = 0.0;
+    for shape in ["openai", "anthropic", "gemini"] {
+        let e = &errors[&(shape.to_owned(), "streamed")];
+        assert!(e.len() >= 20, "{shape}: {} streamed flows", e.len());
+        let (median, p90) = (quantile(e, 0.5), quantile(e, 0.9));
+        report += &format!(
+            "{shape}: median {:.1} %, p90 {:.1} %; ",
+            median * 100.0,
+            p90 * 100.0
+        );
+        worst = worst.max(median);
+    }
+    eprintln!("streamed output errors: {report}");
+    assert!(worst <= 0.15, "streamed output errors: {report}");
+}
+
+#[test]
+fn input_and_plain_output_stay_within_15_percent_for_every_shape_on_held_out_flows() {
+    let errors = errors();
+    for ((shape, what), e) in &errors {
+        if *what == "streamed" {
+            continue;
+        }
+        let median = quantile(e, 0.5);
+        assert!(
+            median <= 0.15,
+            "{shape} {what}: median {:.1} %, p90 {:.1} %",
+            median * 100.0,
+            quantile(e, 0.9) * 100.0
+        );
+    }
 }
 
 #[test]
