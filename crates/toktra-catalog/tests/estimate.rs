@@ -2,7 +2,7 @@
 //! them (bytes_out, bytes_in, records_in, offered ALPN) with the true token counts
 //! from tiktoken (o200k_base for every shape). The catalog's shape profiles were
 //! fitted on seed 1; this file is seed 2, which the fit never saw:
-//! `SEED=2 scripts/bench-estimate` writes it as artifacts/estimate/summary.jsonl.
+//! `scripts/bench-estimate` writes it as artifacts/estimate/seed-2/summary.jsonl.
 
 use std::collections::BTreeMap;
 use toktra_catalog::{Catalog, FlowBytes, HttpVersion, OutputMethod, estimate};
