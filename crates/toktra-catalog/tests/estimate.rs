@@ -169,3 +169,42 @@ fn alpn_decides_the_http_version() {
     assert_eq!(HttpVersion::from_alpn(&["http/1.1"]), HttpVersion::Http1);
     assert_eq!(HttpVersion::from_alpn::<&str>(&[]), HttpVersion::Unknown);
 }
+
+/// Over HTTP/2, or behind a proxy that batches writes, several SSE events can share
+/// one TLS record. Where the catalog counts a shape's events from its bytes (OpenAI,
+/// Anthropic), merging records must leave the estimate where it was: the bytes lost
+/// are only the merged records' 22-byte overheads, which the estimator accounts for
+/// by the record count it is given.
+#[test]
+fn events_sharing_records_do_not_move_byte_counted_shapes() {
+    let catalog = Catalog::embedded();
+    let mut checked = 0;
+    for r in rows().iter().filter(|r| r.streamed) {
+        let entry = catalog.lookup(&r.host).expect("in catalog");
+        if entry.profile.events_from_records > 0.0 {
+            continue;
+        }
+        let records = r.flow.records_in.expect("counted");
+        // Half of the records beyond the handshake, headers and framing merge pairwise.
+        let merged = records.saturating_sub(12) / 2;
+        if merged == 0 {
+            continue;
+        }
+        let coalesced = FlowBytes {
+            records_in: Some(records - merged),
+            bytes_in: r.flow.bytes_in - merged * toktra_catalog::TLS_RECORD_OVERHEAD,
+            ..r.flow
+        };
+        let (a, b) = (
+            estimate(entry, &r.flow).est_output_tokens,
+            estimate(entry, &coalesced).est_output_tokens,
+        );
+        assert!(
+            err(b, a) <= 0.01,
+            "{}: {a} tokens with one record per event, {b} with {merged} merged",
+            r.host
+        );
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} streams checked");
+}
