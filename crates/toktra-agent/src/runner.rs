@@ -361,9 +361,21 @@ async fn ready_events_loop(ctx: Arc<Ctx>, mut ready: mpsc::Receiver<ReadyEvents>
 
 async fn upload_loop(ctx: Arc<Ctx>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    // The server's acknowledgement of the last batch, applied to the spool together
+    // with reading the next batch: one trip to a blocking thread per upload instead
+    // of two (at 200 connections a second that is four uploads a second). Should
+    // the agent stop in between, the batch is sent again and the server counts it
+    // once, by its ids.
+    let mut acked: Option<uuid::Uuid> = None;
     loop {
         let client = wait_for_client(&ctx).await;
-        let batch = with_spool(&ctx, |s| {
+        let ack = acked.take();
+        let batch = with_spool(&ctx, move |s| {
+            if let Some(id) = ack
+                && let Err(e) = s.ack(id)
+            {
+                tracing::error!("could not remove an acknowledged batch from the spool: {e}");
+            }
             s.enforce_bounds(Utc::now())?;
             s.next_batch(Utc::now(), false, AGENT_VERSION)
         })
@@ -387,9 +399,7 @@ async fn upload_loop(ctx: Arc<Ctx>) {
         match crate::uploader::send_batch(&client, &ctx.config.ingest_url, &batch).await {
             Ok(ack) => {
                 backoff.reset();
-                if let Err(e) = with_spool(&ctx, move |s| s.ack(id)).await {
-                    tracing::error!("could not remove an acknowledged batch from the spool: {e}");
-                }
+                acked = Some(id);
                 tracing::debug!(
                     batch = %id,
                     accepted = ack.accepted,

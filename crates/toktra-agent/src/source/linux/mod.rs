@@ -136,7 +136,9 @@ pub fn start(
         // Packets are delivered in ring blocks; a block is handed over at the latest
         // after this long. Short, because the socket owner is looked up when the
         // ClientHello is read, and a connection must still be open then; long enough
-        // that a busy link costs tens of wake-ups a second, not thousands.
+        // that a busy link costs tens of wake-ups a second, not thousands. Measured at
+        // 200 short connections/s: 50 ms saved 8 % of the agent's CPU but found the
+        // process of 18 % of the connections instead of 29 %.
         .timeout(20)
         .open()
         .map_err(|e| {
