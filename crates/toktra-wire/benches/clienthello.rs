@@ -12,7 +12,9 @@ use tls_parser::{
     SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_extensions,
     parse_tls_plaintext,
 };
-use toktra_wire::{ClientHello, HelloAssembler, Progress, StreamKind, Transport, ja4};
+use toktra_wire::{
+    ClientHello, HelloAssembler, Ja4Memo, Progress, StreamKind, Transport, ja4, ja4_memo,
+};
 
 const CHROMIUM: &[u8] = include_bytes!("../tests/data/chromium-clienthello.bin");
 
@@ -85,6 +87,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("toktra_wire_ja4", |b| {
         let h = ClientHello::parse(&CHROMIUM[5..]).unwrap_or_else(|e| panic!("{e}"));
         b.iter(|| ja4(black_box(&h), Transport::Tcp))
+    });
+    // What a flow tracker pays per hello of a client stack it has seen before.
+    g.bench_function("toktra_wire_ja4_memo_hit", |b| {
+        let h = ClientHello::parse(&CHROMIUM[5..]).unwrap_or_else(|e| panic!("{e}"));
+        let mut memo = Box::new(Ja4Memo::new());
+        b.iter(|| ja4_memo(black_box(&h), Transport::Tcp, &mut memo))
     });
     g.finish();
 }
