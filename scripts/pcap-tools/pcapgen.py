@@ -157,6 +157,12 @@ def client_hello(sni=None, alpn=("h2", "http/1.1"), style="chrome", ech=False, r
     if ech:
         exts.append(_ext(0xFE0D, b"\x00\x00\x01\x00\x01\x20\x00\x20" + rng.randbytes(32) + _v16(rng.randbytes(144))))
     if style == "chrome":
+        # Chromium (since 110) sends its extensions in a fresh random order on every
+        # connection, GREASE first and last aside; generated traffic must do the same so
+        # that nothing downstream (JA4 caches in particular) can lean on a fixed order.
+        middle = exts[1:]
+        rng.shuffle(middle)
+        exts = exts[:1] + middle
         exts.append(_ext(rng.choice(GREASE), b"\x00"))
     body = struct.pack("!H", 0x0303) + rng.randbytes(32) + _v8(rng.randbytes(32))
     body += _v16(b"".join(struct.pack("!H", s) for s in suites)) + b"\x01\x00"
