@@ -403,16 +403,8 @@ check "expired offline: agent status shows enrolled with a future expiry" bash -
 # client still sends would reach the client as a connection reset, not as the 403.
 adm device lock --org "$ORG" "$EXP_DEV" >/dev/null
 head -c 45000 /dev/urandom | base64 -w0 >"$T/big-csr.b64"
-# curl's OpenSSL 3.0 reads Ed25519 keys only as PKCS#8 v1 (the agent writes v2, with
-# the public key): the same 32-byte seed, rewrapped.
-python3 - "$T/exp/identity.pem" >"$T/exp-key.pem" <<'PY'
-import base64, re, sys
-text = open(sys.argv[1]).read()
-b64 = re.search(r"-----BEGIN PRIVATE KEY-----(.*?)-----END PRIVATE KEY-----", text, re.S).group(1)
-seed = base64.b64decode("".join(b64.split()))[16:48]
-v1 = bytes.fromhex("302e020100300506032b657004220420") + seed
-print("-----BEGIN PRIVATE KEY-----\n" + base64.b64encode(v1).decode() + "\n-----END PRIVATE KEY-----")
-PY
+# The agent stores its key as PKCS#8 v1, which curl's OpenSSL 3.0 reads as it is.
+sed -n '/BEGIN PRIVATE KEY/,/END PRIVATE KEY/p' "$T/exp/identity.pem" >"$T/exp-key.pem"
 sed -n '/BEGIN CERTIFICATE/,$p' "$T/exp/identity.pem" >"$T/exp-cert.pem"
 code=$(in_cli curl -s -o "$T/reenroll-locked.json" -w '%{http_code}' --cacert "$T/s1/ca/root.pem" \
   --cert "$T/exp-cert.pem" --key "$T/exp-key.pem" -H 'content-type: application/pkcs10' \

@@ -257,14 +257,46 @@ pub fn new_key_and_csr(cert_subject: &str) -> Result<(rcgen::KeyPair, Vec<u8>), 
 }
 
 fn der_to_pem(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str("-----END CERTIFICATE-----\n");
+    out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key), which
+/// OpenSSL 3.0 — what administrators reach for to inspect a key — refuses to read.
+/// The v1 form of RFC 8410 carries the same private key, and rustls and rcgen read
+/// both, so that is what the agent stores.
+const ED25519_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+const ED25519_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The key as PEM that OpenSSL 3.0 can read too (PKCS#8 v1 for Ed25519; other
+/// algorithms as rcgen writes them).
+pub fn key_pem(key: &rcgen::KeyPair) -> String {
+    let der = key.serialize_der();
+    match der
+        .strip_prefix(&ED25519_V2_PREFIX[..])
+        .and_then(|rest| rest.get(..32))
+    {
+        Some(seed) => {
+            let mut v1 = ED25519_V1_PREFIX.to_vec();
+            v1.extend_from_slice(seed);
+            pem_block("PRIVATE KEY", &v1)
+        }
+        None => key.serialize_pem(),
+    }
 }
 
 /// Certificates from an EST response body: RFC 7030's base64 PKCS#7 certs-only, or
@@ -442,7 +474,7 @@ impl Enroller {
         let certs = parse_est_certs(&bytes)?;
         let cert_pem: String = certs.iter().map(|c| der_to_pem(c)).collect();
         let id = StoredIdentity {
-            key_pem: key.serialize_pem(),
+            key_pem: key_pem(&key),
             cert_pem,
         };
         let info = id.cert_info()?;
@@ -503,13 +535,44 @@ mod tests {
         p.not_after = now + std::time::Duration::from_secs((days * 86400) as u64);
         let cert = p.self_signed(&key).unwrap();
         StoredIdentity {
-            key_pem: key.serialize_pem(),
+            key_pem: key_pem(&key),
             cert_pem: cert.pem(),
         }
     }
 
     fn time_now() -> time::OffsetDateTime {
         time::OffsetDateTime::now_utc()
+    }
+
+    #[test]
+    fn stored_key_is_pkcs8_v1_that_openssl_reads_and_rustls_loads() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pem = key_pem(&key);
+        // The same key back through rcgen (what the Windows service does) ...
+        let back = rcgen::KeyPair::from_pem(&pem).unwrap();
+        assert_eq!(back.public_key_raw(), key.public_key_raw());
+        // ... and through rustls's ring provider (what mTLS does).
+        let der = rustls_pemfile::pkcs8_private_keys(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        rustls::crypto::ring::sign::any_eddsa_type(&der).unwrap();
+        // OpenSSL 3.0 refuses ring's v2 encoding; it must read this one and find the
+        // same public key.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, &pem).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&path)
+            .output()
+            .expect("openssl must be installed (scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "openssl pkey refused the stored key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.ends_with(key.public_key_raw()));
     }
 
     #[test]
