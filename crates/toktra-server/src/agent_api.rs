@@ -3,7 +3,7 @@
 //! device whose current (or previous) certificate it is.
 
 use crate::AppState;
-use crate::ca::{CaError, PeerIdentity, pkcs7_certs_only};
+use crate::ca::{CaError, IssuedCert, PeerIdentity, pkcs7_certs_only};
 use crate::classify::classify;
 use crate::ops::{secret_hash, valid_id};
 use crate::store::{Device, DeviceStatus, StoreError};
@@ -87,6 +87,30 @@ pub fn router(state: AppState) -> axum::Router {
         // axum's default (2 MiB) from cutting in first.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
         .with_state(state)
+}
+
+/// Signs off the async runtime: key checks and signing are CPU work.
+async fn issue(
+    st: &AppState,
+    csr: Vec<u8>,
+    subject: String,
+    identity: toktra_proto::identity::DeviceIdentity,
+) -> Result<IssuedCert, ApiError> {
+    let ca = st.ca.clone();
+    tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string()))?
+        .map_err(csr_error)
+}
+
+/// The EST answer for a newly issued certificate, with the device id the server
+/// settled on (the agent's id was only a hint).
+fn issued_response(issued: &IssuedCert, device_id: &str) -> Response {
+    let mut r = pkcs7_response(&[&issued.der]);
+    if let Ok(v) = HeaderValue::from_str(device_id) {
+        r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
+    }
+    r
 }
 
 fn pkcs7_response(certs: &[&[u8]]) -> Response {
@@ -256,17 +280,7 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
         };
         let identity = toktra_proto::identity::DeviceIdentity::new(&org.id, &device_id)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_identity", e.to_string()))?;
-        let ca = st.ca.clone();
-        let subject = org.cert_subject.clone();
-        let id2 = identity.clone();
-        let csr = csr.clone();
-        let issued =
-            tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &id2))
-                .await
-                .map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
-                })?
-                .map_err(csr_error)?;
+        let issued = issue(st, csr.clone(), org.cert_subject.clone(), identity).await?;
         let device = Device {
             org_id: org.id.clone(),
             id: device_id.clone(),
@@ -284,11 +298,7 @@ async fn enroll(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respo
             Ok(()) => {
                 st.metrics.enrollment();
                 tracing::info!(org = %org.id, device = %device_id, "device enrolled");
-                let mut r = pkcs7_response(&[&issued.der]);
-                if let Ok(v) = HeaderValue::from_str(&device_id) {
-                    r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
-                }
-                return Ok(r);
+                return Ok(issued_response(&issued, &device_id));
             }
             // Another enrollment took the hinted id between our check and insert.
             Err(StoreError::Conflict(_)) => continue,
@@ -316,26 +326,13 @@ async fn reenroll_expired(
 ) -> Result<Response, ApiError> {
     let identity = toktra_proto::identity::DeviceIdentity::new(org_id, &device.id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_identity", e.to_string()))?;
-    let ca = st.ca.clone();
-    let subject = subject.to_owned();
-    let csr = csr.to_vec();
-    let issued =
-        tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
-            })?
-            .map_err(csr_error)?;
+    let issued = issue(st, csr.to_vec(), subject.to_owned(), identity).await?;
     st.store
         .renew_device_cert(org_id, &device.id, &issued.serial, issued.not_after)
         .await?;
     st.metrics.enrollment();
     tracing::info!(org = %org_id, device = %device.id, "device re-enrolled after its certificate expired");
-    let mut r = pkcs7_response(&[&issued.der]);
-    if let Ok(v) = HeaderValue::from_str(&device.id) {
-        r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
-    }
-    Ok(r)
+    Ok(issued_response(&issued, &device.id))
 }
 
 /// The device behind a request's client certificate, checked against its record.
@@ -406,26 +403,13 @@ async fn simplereenroll(
     let raw = read_limited(body, MAX_CSR_BODY_BYTES).await;
     let (peer, device) = authorize_device(&st, &peer).await?;
     let csr = decode_csr(&raw?)?;
-    let ca = st.ca.clone();
-    let identity = peer.identity.clone();
     // RFC 7030 §4.2.2: the same subject as the certificate being renewed.
-    let subject = peer.subject_cn.clone();
-    let issued =
-        tokio::task::spawn_blocking(move || ca.issue_device_cert(&csr, &subject, &identity))
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ca_error", e.to_string())
-            })?
-            .map_err(csr_error)?;
+    let issued = issue(&st, csr, peer.subject_cn.clone(), peer.identity.clone()).await?;
     st.store
         .renew_device_cert(&device.org_id, &device.id, &issued.serial, issued.not_after)
         .await?;
     st.metrics.enrollment();
-    let mut r = pkcs7_response(&[&issued.der]);
-    if let Ok(v) = HeaderValue::from_str(&device.id) {
-        r.headers_mut().insert(api::HEADER_DEVICE_ID, v);
-    }
-    Ok(r)
+    Ok(issued_response(&issued, &device.id))
 }
 
 /// Reads at most `limit` bytes. Past it, up to [`DRAIN_BYTES`] more are read and
