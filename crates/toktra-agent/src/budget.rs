@@ -300,31 +300,11 @@ fn set_thread_euid(uid: u32) -> std::io::Result<()> {
     }
 }
 
-/// The account name of `uid` as the agent reports users (the tap's attribution asks
-/// getpwuid_r too; without an entry, the number).
+/// The account name of `uid` as the tap's attribution reports users (without an
+/// entry, the number), so notices match budget entries by the same name.
 #[cfg(target_os = "linux")]
 fn user_name(uid: u32) -> String {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: an all-zero passwd is a valid out-parameter for getpwuid_r.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and buf's length is passed.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return uid.to_string();
-    }
-    // SAFETY: pw_name points into buf and is NUL-terminated by getpwuid_r.
-    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .into_owned()
+    crate::source::linux::sockdiag::lookup_user(uid).unwrap_or_else(|| uid.to_string())
 }
 
 #[cfg(target_os = "linux")]

@@ -390,7 +390,8 @@ impl ProcIndex {
     }
 }
 
-fn lookup_user(uid: u32) -> Option<String> {
+/// The account name of `uid` from the passwd database (getpwuid_r).
+pub fn lookup_user(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: an all-zero passwd is a valid out-parameter for getpwuid_r.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
