@@ -473,16 +473,20 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// A device's key and the request parameters it would send, subject CN only.
+    fn device_request(cn: &str) -> (KeyPair, CertificateParams) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        (key, params)
+    }
+
     #[test]
     fn issues_device_cert_with_server_identity_only() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::load_or_create(dir.path(), &["localhost".into()]).unwrap();
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Toktra Device");
+        let (key, mut params) = device_request("Toktra Device");
         // The CSR asks for a SAN of another org: it must be ignored.
         params.subject_alt_names = vec![SanType::URI(
             "urn:toktra:org:evil:device:x"
@@ -528,12 +532,7 @@ mod tests {
     fn device_cert_lifetime_is_configurable_with_a_floor() {
         let dir = tempfile::tempdir().unwrap();
         let mut ca = Ca::load_or_create(dir.path(), &["localhost".into()]).unwrap();
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Toktra Device");
+        let (key, params) = device_request("Toktra Device");
         let csr = params.serialize_request(&key).unwrap();
         let id = DeviceIdentity::new("acme", "dev1").unwrap();
         let validity = |ca: &Ca| {
