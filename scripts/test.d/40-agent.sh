@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 HERE=$ROOT/scripts/test.d/agent
-for tool in ip node curl python3 jq sqlite3 openssl chromium runuser cargo-deb dpkg-deb; do
+for tool in ip node curl python3 jq sqlite3 openssl chromium runuser cargo-deb dpkg-deb nm; do
   command -v "$tool" >/dev/null || { echo "40-agent: $tool missing; run scripts/setup" >&2; exit 1; }
 done
 [ "$(id -u)" -eq 0 ] || { echo "40-agent: needs root (network namespaces, packet capture)" >&2; exit 1; }
@@ -72,6 +72,11 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/toktra
 cp "$BIN" "$T/toktra"
 BIN=$T/toktra
 chmod 755 "$BIN"
+# The agent-only binary the package installs and the unit runs: the capturing agents
+# below are this one; `toktra agent` (same code) serves the configuration checks.
+cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/toktra-agent" "$T/toktra-agent"
+AGENT_BIN=$T/toktra-agent
+chmod 755 "$AGENT_BIN"
 
 for u in tkalice tkbob tkcarol; do
   id "$u" >/dev/null 2>&1 || useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
@@ -138,7 +143,7 @@ db() { sqlite3 -cmd '.timeout 5000' "$UP_DATA/server/toktra.db" "$@"; }
 start_agent() {
   local name=$1
   shift
-  ip netns exec "$CLI" "$BIN" agent --config "$T/empty.toml" --org-id "$ORG" \
+  ip netns exec "$CLI" "$AGENT_BIN" run --config "$T/empty.toml" --org-id "$ORG" \
     --ingest-url https://localhost:18443 --server-ca "$UP_DATA/server-ca.pem" \
     --state-dir "$T/$name" --enroll-token "$TOKEN" --log-level 3 "$@" >>"$T/$name.log" 2>&1 &
   AGENT_PID=$!
@@ -313,6 +318,12 @@ check "bad LogLevel: exit 2, one message naming the key and the fix" \
   bash -c "[ $rc2 = 2 ] && [ \$(wc -l <'$T/badconf.log') = 1 ] && grep -q 'LogLevel' '$T/badconf.log' && grep -q 'Fix:' '$T/badconf.log'"
 check "missing OrgId: exit 2 naming OrgId and TOKTRA_ORG_ID" \
   bash -c "[ $rc3 = 2 ] && grep -q OrgId '$T/noorg.log' && grep -q TOKTRA_ORG_ID '$T/noorg.log'"
+for sub in run status; do
+  check "toktra-agent $sub takes the same flags as toktra agent $sub" bash -c \
+    "diff <('$AGENT_BIN' $sub --help | sed -n '/^Options:/,\$p') <('$BIN' agent $sub --help | sed -n '/^Options:/,\$p')"
+done
+check "toktra-agent links none of the server (no sqlx, axum or toktra_server symbols)" bash -c \
+  "! nm -C '$AGENT_BIN' | grep -qE 'sqlx|axum::|toktra_server::'"
 
 # ---------------------------------------------------------------- 4. package
 echo "building the .deb"
@@ -324,13 +335,16 @@ if cargo deb -p toktra --no-build --profile dev --fast --output "$DEB_DIR" >"$T/
   dpkg-deb -c "$DEB" >"$OUT/deb-contents.txt"
   dpkg-deb -I "$DEB" >"$OUT/deb-info.txt"
   cat "$OUT/deb-info.txt"
-  check ".deb holds /usr/bin/toktra" grep -q ' ./usr/bin/toktra$' "$OUT/deb-contents.txt"
+  check ".deb holds /usr/bin/toktra-agent (the agent alone) and /usr/bin/toktra" \
+    bash -c "grep -q ' ./usr/bin/toktra-agent$' '$OUT/deb-contents.txt' && grep -q ' ./usr/bin/toktra$' '$OUT/deb-contents.txt'"
   check ".deb holds /etc/toktra/agent.toml as a conffile" \
     bash -c "grep -q ' ./etc/toktra/agent.toml$' '$OUT/deb-contents.txt' && dpkg-deb -e '$DEB' '$T/debctl' && grep -qx /etc/toktra/agent.toml '$T/debctl/conffiles'"
   check ".deb holds the systemd unit" grep -q 'lib/systemd/system/toktra-agent.service$' "$OUT/deb-contents.txt"
   check ".deb enables the unit on install" bash -c "grep -q 'enable' '$T/debctl/postinst'"
   check ".deb unit is hardened and keeps only the capture capabilities" bash -c \
     "dpkg-deb --fsys-tarfile '$DEB' | tar -xO \$(grep -o '\\./[a-z/]*lib/systemd/system/toktra-agent.service' '$OUT/deb-contents.txt') | tee '$OUT/unit.txt' | grep -q '^CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN' && grep -q '^ProtectSystem=strict' '$OUT/unit.txt'"
+  check ".deb unit runs the agent-only binary, may raise the capture thread's priority" bash -c \
+    "grep -qx 'ExecStart=/usr/bin/toktra-agent run --config /etc/toktra/agent.toml' '$OUT/unit.txt' && grep -q '^AmbientCapabilities=.*CAP_SYS_NICE' '$OUT/unit.txt'"
 else
   cat "$T/deb.log"
   check "cargo deb builds the package" false

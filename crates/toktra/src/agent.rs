@@ -1,5 +1,6 @@
-//! `toktra agent`: run the Linux agent (the systemd unit runs `toktra agent run`), or
-//! print its state (`toktra agent status`).
+//! `toktra agent` and the agent-only `toktra-agent` binary (src/bin/toktra-agent.rs,
+//! which includes this module): run the Linux agent (the systemd unit runs
+//! `toktra-agent run`), or print its state (`status`).
 
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub struct Args {
 enum Sub {
     /// Capture LLM connections on this machine and upload them to the server (the
     /// default). Needs CAP_NET_RAW: run it as the toktra-agent systemd unit, as root,
-    /// or after `setcap cap_net_raw,cap_net_admin+eip /usr/bin/toktra`.
+    /// or after `setcap cap_net_raw,cap_net_admin+eip /usr/bin/toktra-agent`.
     Run(Box<RunArgs>),
     /// Print enrollment, certificate expiry, spool depth and age, last upload, drops
     /// and budget state of the running agent (from its status file).
