@@ -33,6 +33,32 @@ pub struct FlowBytes {
     pub records_in: Option<u64>,
     /// The HTTP version, as far as the client's offered ALPN tells.
     pub http: HttpVersion,
+    /// The handshake and framing as the flow tracker measured them on this
+    /// connection; what it could not measure falls back to the constants below.
+    pub overhead: FlowOverhead,
+}
+
+/// What the flow tracker measured of one connection's protocol overhead. With these
+/// the estimate does not depend on one server's certificate chain (public chains run
+/// from about 2.5 kB to over 6 kB) nor on TCP; each `None` falls back to a constant
+/// calibrated on the corpus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowOverhead {
+    /// Client bytes of the handshake: TCP, everything up to and including the
+    /// ClientHello, plus the change_cipher_spec and Finished records of its second
+    /// flight; QUIC, every long-header packet before its first 1-RTT packet.
+    pub client_handshake_bytes: Option<u64>,
+    /// Server bytes before the client's second flight (TCP) or first 1-RTT packet
+    /// (QUIC): ServerHello, certificate chain, CertificateVerify, Finished.
+    pub server_handshake_bytes: Option<u64>,
+    /// TCP: the server's application_data records among those bytes (TLS 1.3's
+    /// encrypted handshake: one record in all from some stacks, one per message from
+    /// others, such as OpenSSL).
+    pub server_handshake_records: Option<u64>,
+    /// QUIC: datagrams after the handshake, each way. Each carries a short header,
+    /// an AEAD tag and frame headers that are not HTTP bytes.
+    pub quic_packets_out: Option<u64>,
+    pub quic_packets_in: Option<u64>,
 }
 
 /// The HTTP version of a connection as the agent can know it: the ClientHello's
@@ -91,11 +117,12 @@ pub struct TokenEstimate {
 /// 16-byte AEAD tag.
 pub const TLS_RECORD_OVERHEAD: u64 = 5 + 1 + 16;
 
-/// Client side of a TLS 1.3 handshake: ClientHello (≈ 250–1 800 bytes: curl/OpenSSL
+/// Fallback when the tracker did not measure the handshake. Client side of a TLS 1.3
+/// handshake: ClientHello (≈ 250–1 800 bytes: curl/OpenSSL
 /// about 520, Chromium with a post-quantum key share larger), change_cipher_spec,
 /// Finished.
 pub const CLIENT_HANDSHAKE_BYTES: u64 = 600;
-/// Server side: ServerHello, change_cipher_spec, the encrypted flight
+/// Fallback, server side: ServerHello, change_cipher_spec, the encrypted flight
 /// (EncryptedExtensions, a two-certificate ECDSA chain of public-CA size,
 /// CertificateVerify, Finished) and the session tickets. Measured 2 950 on the corpus.
 pub const SERVER_HANDSHAKE_BYTES: u64 = 2_950;
@@ -129,25 +156,120 @@ fn tokens(bytes: f64, per_token: f64) -> u64 {
     (bytes / per_token).round() as u64
 }
 
-/// Request body bytes: `bytes_out` less the handshake, the TLS overhead (client
-/// records are not counted; one per 16 KiB is assumed) and the request headers.
+/// What the corpus server (rustls) sends after the client's Finished that is not the
+/// response: two TLS 1.3 session tickets. Added to a measured server handshake, so
+/// that the measured and the fallback paths agree on the corpus: with them, the
+/// measured flight plus this is [`SERVER_HANDSHAKE_BYTES`] on the corpus's original
+/// two-certificate chain. Most stacks send one or two tickets of this size.
+pub const SERVER_TICKET_BYTES: u64 = 182;
+/// The application_data records of the corpus server's handshake flight as the
+/// tracker counts them (see [`FlowOverhead::server_handshake_records`]); part of
+/// [`SERVER_OVERHEAD_RECORDS_H1`]/[`SERVER_OVERHEAD_RECORDS_H2`]. A measured count
+/// replaces it, so a server that writes one record per handshake message does not
+/// turn its flight into "events" of a stream.
+pub const SERVER_HANDSHAKE_RECORDS: u64 = 1;
+
+/// Bytes a QUIC 1-RTT datagram adds to the HTTP/3 bytes it carries, per datagram,
+/// as the tracker counts datagrams after the handshake:
+///
+/// * the short header (RFC 9000 §17.3.1): 1 flags byte, the destination connection
+///   ID (0–20 bytes; 8 is what Chromium, Google's and most servers' stacks choose —
+///   the tracker does not carry the actual length) and a 1–4 byte packet number (2
+///   for a connection's first tens of thousands of packets, §17.1): 11;
+/// * the AEAD tag (RFC 9001 §5.3, AES-128-GCM and ChaCha20-Poly1305): 16;
+/// * an ACK frame, which nearly every packet carries (RFC 9000 §19.3: type, largest
+///   acknowledged, delay, range count, first range: 5–8 bytes): 6;
+/// * a STREAM frame header (§19.8: type, stream ID, offset, length): 5;
+/// * an HTTP/3 DATA frame header (RFC 9114 §7.2.1: type and length): 2.
+///
+/// Pure ACK datagrams are about this size in all, so they count as overhead whole.
+pub const QUIC_PACKET_OVERHEAD: u64 = 11 + 16 + 6 + 5 + 2;
+/// Fallback handshake sizes for QUIC, where every client Initial is padded to at
+/// least 1 200 bytes (RFC 9000 §14.1) and a browser sends two or three of them.
+pub const QUIC_CLIENT_HANDSHAKE_BYTES: u64 = 2 * 1_250;
+pub const QUIC_SERVER_HANDSHAKE_BYTES: u64 = 4_500;
+/// What a QUIC server sends after the handshake that is not the response:
+/// HANDSHAKE_DONE, NEW_TOKEN, NEW_CONNECTION_ID and session tickets in 1-RTT
+/// CRYPTO frames, and HTTP/3's control and QPACK streams (SETTINGS). Measured on
+/// aioquic (tests/data's capture).
+pub const QUIC_SERVER_AFTER_HANDSHAKE_BYTES: u64 = 0;
+/// The client's HTTP/3 control and QPACK streams (SETTINGS) beyond its request.
+pub const QUIC_CLIENT_AFTER_HANDSHAKE_BYTES: u64 = 0;
+
+impl FlowBytes {
+    fn is_quic(&self) -> bool {
+        self.overhead.quic_packets_out.is_some() || self.overhead.quic_packets_in.is_some()
+    }
+
+    /// Client bytes that are not the request: the handshake, measured where the
+    /// tracker could.
+    fn client_handshake(&self) -> u64 {
+        match (self.overhead.client_handshake_bytes, self.is_quic()) {
+            (Some(b), false) => b,
+            (Some(b), true) => b + QUIC_CLIENT_AFTER_HANDSHAKE_BYTES,
+            (None, false) => CLIENT_HANDSHAKE_BYTES,
+            (None, true) => QUIC_CLIENT_HANDSHAKE_BYTES + QUIC_CLIENT_AFTER_HANDSHAKE_BYTES,
+        }
+    }
+
+    /// Server bytes that are not the response: the handshake flight and what
+    /// follows it (tickets and the like).
+    fn server_handshake(&self) -> u64 {
+        match (self.overhead.server_handshake_bytes, self.is_quic()) {
+            (Some(b), false) => b + SERVER_TICKET_BYTES,
+            (Some(b), true) => b + QUIC_SERVER_AFTER_HANDSHAKE_BYTES,
+            (None, false) => SERVER_HANDSHAKE_BYTES,
+            (None, true) => QUIC_SERVER_HANDSHAKE_BYTES + QUIC_SERVER_AFTER_HANDSHAKE_BYTES,
+        }
+    }
+
+    /// Server records whose overhead is not in the handshake bytes: a measured
+    /// flight's own records are, so they are swapped for the corpus's count, which
+    /// the calibration made part of the constants.
+    fn records_after_handshake(&self, records: u64) -> u64 {
+        match self.overhead.server_handshake_records {
+            Some(measured) => (records + SERVER_HANDSHAKE_RECORDS).saturating_sub(measured),
+            None => records,
+        }
+    }
+
+    /// How many more (or fewer) handshake records this server sent than the
+    /// corpus server, whose count is part of the record constants.
+    fn extra_handshake_records(&self, constant: u64) -> u64 {
+        let measured = self
+            .overhead
+            .server_handshake_records
+            .unwrap_or(SERVER_HANDSHAKE_RECORDS);
+        (constant + measured).saturating_sub(SERVER_HANDSHAKE_RECORDS)
+    }
+}
+
+/// Request body bytes: `bytes_out` less the handshake, the per-record (TLS: client
+/// records are not counted; one per 16 KiB is assumed) or per-datagram (QUIC)
+/// overhead and the request headers.
 pub fn request_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
-    let after_handshake = flow.bytes_out.saturating_sub(CLIENT_HANDSHAKE_BYTES);
-    let records = after_handshake.div_ceil(16 * 1024).max(1);
+    let after_handshake = flow.bytes_out.saturating_sub(flow.client_handshake());
+    let framing = match flow.overhead.quic_packets_out {
+        Some(packets) => packets * QUIC_PACKET_OVERHEAD,
+        None => after_handshake.div_ceil(16 * 1024).max(1) * TLS_RECORD_OVERHEAD,
+    };
     after_handshake
-        .saturating_sub(records * TLS_RECORD_OVERHEAD)
+        .saturating_sub(framing)
         .saturating_sub(by_http(flow.http, entry.profile.request_header_bytes))
 }
 
-/// Response bytes after the handshake, the TLS overhead of every server record and
-/// the response headers: the HTTP body with its transfer framing.
+/// Response bytes after the handshake, the TLS overhead of every server record (or
+/// QUIC's of every datagram) and the response headers: the HTTP body with its
+/// transfer framing.
 pub fn response_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
-    let after_handshake = flow.bytes_in.saturating_sub(SERVER_HANDSHAKE_BYTES);
-    let records = flow
-        .records_in
-        .unwrap_or_else(|| after_handshake.div_ceil(16 * 1024).max(1) + 3);
+    let after_handshake = flow.bytes_in.saturating_sub(flow.server_handshake());
+    let framing = match (flow.overhead.quic_packets_in, flow.records_in) {
+        (Some(packets), _) => packets * QUIC_PACKET_OVERHEAD,
+        (None, Some(records)) => flow.records_after_handshake(records) * TLS_RECORD_OVERHEAD,
+        (None, None) => (after_handshake.div_ceil(16 * 1024).max(1) + 3) * TLS_RECORD_OVERHEAD,
+    };
     after_handshake
-        .saturating_sub(records * TLS_RECORD_OVERHEAD)
+        .saturating_sub(framing)
         .saturating_sub(by_http(flow.http, entry.profile.response_header_bytes))
 }
 
@@ -168,10 +290,10 @@ pub fn output_tokens_by_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
 
 /// Server records that carry answer text: all but the overhead and framing records.
 fn content_records(profile: &ShapeProfile, flow: &FlowBytes) -> Option<u64> {
-    let overhead = by_http(
+    let overhead = flow.extra_handshake_records(by_http(
         flow.http,
         (SERVER_OVERHEAD_RECORDS_H1, SERVER_OVERHEAD_RECORDS_H2),
-    ) + profile.stream_framing_records;
+    )) + profile.stream_framing_records;
     Some(flow.records_in?.saturating_sub(overhead))
 }
 
@@ -221,11 +343,12 @@ pub fn looks_streamed(flow: &FlowBytes) -> bool {
     let Some(records) = flow.records_in else {
         return false;
     };
-    let plain = by_http(flow.http, (PLAIN_RECORDS_H1, PLAIN_RECORDS_H2));
+    let plain =
+        flow.extra_handshake_records(by_http(flow.http, (PLAIN_RECORDS_H1, PLAIN_RECORDS_H2)));
     if records < plain + STREAM_MIN_EXTRA_RECORDS {
         return false;
     }
-    let payload = flow.bytes_in.saturating_sub(SERVER_HANDSHAKE_BYTES);
+    let payload = flow.bytes_in.saturating_sub(flow.server_handshake());
     payload / records < STREAM_MAX_MEAN_RECORD
 }
 

@@ -26,11 +26,13 @@ mod model;
 
 pub use estimate::{
     CLIENT_HANDSHAKE_BYTES, EVENT_TRANSFER_BYTES_H1, EVENT_TRANSFER_BYTES_H2, FlowBytes,
-    HttpVersion, OutputMethod, SERVER_HANDSHAKE_BYTES, SERVER_OVERHEAD_RECORDS_H1,
-    SERVER_OVERHEAD_RECORDS_H2, STREAM_MAX_MEAN_RECORD, STREAM_MIN_EXTRA_RECORDS,
-    TLS_RECORD_OVERHEAD, TokenEstimate, estimate, input_tokens_by_bytes, looks_streamed,
-    output_tokens_by_bytes, output_tokens_by_records, output_tokens_streamed, request_body_bytes,
-    response_body_bytes,
+    FlowOverhead, HttpVersion, OutputMethod, QUIC_CLIENT_AFTER_HANDSHAKE_BYTES,
+    QUIC_CLIENT_HANDSHAKE_BYTES, QUIC_PACKET_OVERHEAD, QUIC_SERVER_AFTER_HANDSHAKE_BYTES,
+    QUIC_SERVER_HANDSHAKE_BYTES, SERVER_HANDSHAKE_BYTES, SERVER_HANDSHAKE_RECORDS,
+    SERVER_OVERHEAD_RECORDS_H1, SERVER_OVERHEAD_RECORDS_H2, SERVER_TICKET_BYTES,
+    STREAM_MAX_MEAN_RECORD, STREAM_MIN_EXTRA_RECORDS, TLS_RECORD_OVERHEAD, TokenEstimate, estimate,
+    input_tokens_by_bytes, looks_streamed, output_tokens_by_bytes, output_tokens_by_records,
+    output_tokens_streamed, request_body_bytes, response_body_bytes,
 };
 pub use model::{
     ApiShape, CatalogError, Category, Entry, EntryProblem, RuleProblem, SUPPORTED_SCHEMA,

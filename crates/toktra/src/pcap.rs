@@ -29,7 +29,12 @@ Encrypted Client Hello offered, sni is then the outer name), provider, product,
 category (null unless the SNI is in the LLM catalog), bytes_out, bytes_in (transport
 payload bytes), packets_out, packets_in, duration_ms, records_in (TLS
 application-data records from the server; null for QUIC or when the server stream
-had gaps).
+had gaps), then the handshake as measured on the connection, for token estimates
+that do not assume one server's certificate chain: client_handshake_bytes,
+server_handshake_bytes (bytes each way before the client's second TLS flight, or
+before its first QUIC 1-RTT packet), server_handshake_records (the server's
+application-data records among them; TCP), quic_packets_out, quic_packets_in
+(datagrams after the handshake; QUIC) — each null when not seen.
 
 Lines come in the order flows end (flows found idle at the same moment by first
 packet); flows still open at the end of the input follow, by first packet. The same
@@ -150,10 +155,18 @@ impl Writer<'_> {
             u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX),
         );
         line.extend_from_slice(b",\"records_in\":");
-        match r.records_in {
-            Some(n) => int(&mut line, n),
-            None => line.extend_from_slice(b"null"),
-        }
+        opt_int(&mut line, r.records_in);
+        let o = &r.overhead;
+        line.extend_from_slice(b",\"client_handshake_bytes\":");
+        opt_int(&mut line, o.client_handshake_bytes);
+        line.extend_from_slice(b",\"server_handshake_bytes\":");
+        opt_int(&mut line, o.server_handshake_bytes);
+        line.extend_from_slice(b",\"server_handshake_records\":");
+        opt_int(&mut line, o.server_handshake_records);
+        line.extend_from_slice(b",\"quic_packets_out\":");
+        opt_int(&mut line, o.quic_packets_out);
+        line.extend_from_slice(b",\"quic_packets_in\":");
+        opt_int(&mut line, o.quic_packets_in);
         line.extend_from_slice(b"}\n");
         let written = self.out.write_all(&line).context("writing to stdout");
         self.line = line;
@@ -212,6 +225,13 @@ impl Writer<'_> {
 
 fn rfc3339_chrono(dt: DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn opt_int(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(n) => int(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {

@@ -41,6 +41,7 @@ type FlowMap = HashMap<FlowKey, Box<Flow>, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use toktra_catalog::FlowOverhead;
 use toktra_wire::assembler::{HelloAssembler, Progress, StreamKind};
 use toktra_wire::ip::{IpPacket, PROTO_TCP, PROTO_UDP};
 use toktra_wire::ja4::{Ja4Memo, Transport as Ja4Transport, ja4_memo};
@@ -201,6 +202,21 @@ struct Flow {
     records: RecordCounter,
     fin_out: bool,
     fin_in: bool,
+    /// Where the handshake ended, once seen: the client's second flight (TCP) or
+    /// first 1-RTT packet (QUIC). Until then every client packet with payload takes
+    /// one more branch; after it, none.
+    handshake: Option<HandshakeEnd>,
+}
+
+/// The counters at the end of a handshake.
+#[derive(Clone, Copy, Debug)]
+struct HandshakeEnd {
+    client_bytes: u64,
+    server_bytes: u64,
+    server_records: Option<u64>,
+    /// Datagrams each way before the first 1-RTT ones (QUIC).
+    packets_out: u64,
+    packets_in: u64,
 }
 
 impl Flow {
@@ -223,10 +239,12 @@ impl Flow {
             records: RecordCounter::default(),
             fin_out: false,
             fin_in: false,
+            handshake: None,
         }
     }
 
     fn into_record(self, end: FlowEnd) -> Option<FlowRecord> {
+        let overhead = self.overhead();
         let HelloState::Done(h) = self.hello else {
             return None;
         };
@@ -249,8 +267,36 @@ impl Flow {
                 FlowTransport::Tcp => self.records.count(),
                 FlowTransport::Quic => None,
             },
+            overhead,
             end,
         })
+    }
+
+    fn overhead(&self) -> FlowOverhead {
+        let Some(h) = self.handshake else {
+            return FlowOverhead::default();
+        };
+        let quic = self.transport == FlowTransport::Quic;
+        FlowOverhead {
+            client_handshake_bytes: Some(h.client_bytes),
+            server_handshake_bytes: Some(h.server_bytes),
+            server_handshake_records: h.server_records,
+            quic_packets_out: quic.then(|| self.packets_out.saturating_sub(h.packets_out)),
+            quic_packets_in: quic.then(|| self.packets_in.saturating_sub(h.packets_in)),
+        }
+    }
+
+    /// Marks the end of the handshake at a client packet whose first `handshake`
+    /// bytes still belonged to it; `bytes_out` and `packets_out` already count it.
+    fn end_handshake(&mut self, payload_len: usize, handshake: usize) {
+        let before = self.bytes_out - payload_len as u64;
+        self.handshake = Some(HandshakeEnd {
+            client_bytes: before + handshake.min(payload_len) as u64,
+            server_bytes: self.bytes_in,
+            server_records: self.records.count(),
+            packets_out: self.packets_out - 1,
+            packets_in: self.packets_in,
+        });
     }
 
     fn idle_limit(&self, config: &FlowConfig) -> Duration {
@@ -648,6 +694,15 @@ fn tcp_packet(
                 HelloStep::NoBuffer => return After::NoBuffer,
                 HelloStep::Waiting | HelloStep::Completed => {}
             }
+        } else if flow.handshake.is_none()
+            && flow.bytes_in > 0
+            && !payload.is_empty()
+            && matches!(flow.hello, HelloState::Done(_))
+        {
+            // The first client bytes after the server's flight: its second flight.
+            if let Some(handshake) = tls_second_flight(payload) {
+                flow.end_handshake(payload.len(), handshake);
+            }
         }
     } else {
         flow.packets_in += 1;
@@ -686,6 +741,11 @@ fn udp_packet(
     flow.packets_out += 1;
     flow.bytes_out += payload.len() as u64;
     let HelloState::Pending { assembler, packets } = &mut flow.hello else {
+        if flow.handshake.is_none()
+            && let Some(handshake) = quic::long_header_bytes(payload)
+        {
+            flow.end_handshake(payload.len(), handshake);
+        }
         return After::Continue;
     };
     *packets = packets.saturating_add(1);
@@ -748,6 +808,31 @@ fn tcp_hello_bytes(
     };
     pool.complete(hello, summary);
     HelloStep::Completed
+}
+
+/// The handshake's share of the client's second flight, from its record headers:
+/// `None` when it is a ClientHello again (after a HelloRetryRequest, or a
+/// retransmission), so the handshake goes on.
+///
+/// TLS 1.3 sends change_cipher_spec (in middlebox compatibility mode) and then
+/// Finished as the first application_data record; whatever follows in the segment
+/// is the request. TLS 1.2 sends ClientKeyExchange, change_cipher_spec and Finished
+/// as handshake-typed records, and its first application_data record is the request.
+fn tls_second_flight(payload: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    let mut tls12 = false;
+    while let Some(&[content_type, 3, _, hi, lo]) = payload.get(at..at + 5) {
+        let end = at + 5 + usize::from(u16::from_be_bytes([hi, lo]));
+        match content_type {
+            22 if at == 0 && payload.get(5) == Some(&1) => return None,
+            22 => tls12 = true,
+            20 | 21 => {}
+            23 if !tls12 => return Some(end),
+            _ => break,
+        }
+        at = end;
+    }
+    Some(at)
 }
 
 /// Like `looks_like_client_hello`, but a first segment shorter than the six bytes it
@@ -1019,5 +1104,88 @@ mod tests {
         );
         assert_eq!(expired[0].sni.as_deref(), Some("claude.ai"));
         assert_eq!(t.active_flows(), 0);
+    }
+
+    fn tls_record(content_type: u8, len: usize) -> Vec<u8> {
+        let mut r = vec![content_type, 3, 3];
+        r.extend((len as u16).to_be_bytes());
+        r.resize(5 + len, 0x5a);
+        r
+    }
+
+    #[test]
+    fn the_handshake_is_measured_at_the_clients_second_flight() {
+        let mut t = FlowTracker::new(FlowConfig::default());
+        let h = hello("api.openai.com", &["h2"]);
+        // ServerHello, change_cipher_spec, the encrypted flight in two records.
+        let flight = [
+            tls_record(22, 90),
+            tls_record(20, 1),
+            tls_record(23, 2_500),
+            tls_record(23, 1_200),
+        ]
+        .concat();
+        // change_cipher_spec and Finished, then the request, in one segment.
+        let second = [tls_record(20, 1), tls_record(23, 53)].concat();
+        let request = tls_record(23, 400);
+        let response = [tls_record(23, 300), tls_record(23, 300)].concat();
+        let (c, s) = (1000u32, 5000u32);
+        let c2 = c + 1 + h.len() as u32;
+        let packets = [
+            segment(true, 40010, c, SYN, &[]),
+            segment(false, 40010, s, SYN_ACK, &[]),
+            segment(true, 40010, c + 1, PSH_ACK, &h),
+            segment(false, 40010, s + 1, PSH_ACK, &flight[..1_400]),
+            segment(false, 40010, s + 1_401, PSH_ACK, &flight[1_400..]),
+            segment(true, 40010, c2, ACK, &[]),
+            segment(
+                true,
+                40010,
+                c2,
+                PSH_ACK,
+                &[second.clone(), request.clone()].concat(),
+            ),
+            segment(
+                false,
+                40010,
+                s + 1 + flight.len() as u32,
+                PSH_ACK,
+                &response,
+            ),
+        ];
+        for (i, p) in packets.iter().enumerate() {
+            t.track(at(i as u64), LinkType::Ethernet, p);
+        }
+        let r = t.finish().next().expect("one flow");
+        assert_eq!(
+            r.overhead,
+            FlowOverhead {
+                client_handshake_bytes: Some((h.len() + second.len()) as u64),
+                server_handshake_bytes: Some(flight.len() as u64),
+                server_handshake_records: Some(2),
+                quic_packets_out: None,
+                quic_packets_in: None,
+            }
+        );
+        assert_eq!(r.records_in, Some(4));
+    }
+
+    #[test]
+    fn second_flights_of_tls_1_2_and_retried_hellos() {
+        // TLS 1.2: ClientKeyExchange, change_cipher_spec, Finished (handshake-typed),
+        // then the request as the first application_data record.
+        let tls12 = [
+            tls_record(22, 37),
+            tls_record(20, 1),
+            tls_record(22, 40),
+            tls_record(23, 300),
+        ]
+        .concat();
+        assert_eq!(tls_second_flight(&tls12), Some(42 + 6 + 45));
+        // TLS 1.3 without the compatibility change_cipher_spec.
+        let tls13 = [tls_record(23, 53), tls_record(23, 300)].concat();
+        assert_eq!(tls_second_flight(&tls13), Some(58));
+        // A second ClientHello (after a HelloRetryRequest): still the handshake.
+        assert_eq!(tls_second_flight(&hello("api.openai.com", &["h2"])), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use toktra_wire::assembler::{Progress, StreamKind};
 use toktra_wire::ja4::Transport;
-use toktra_wire::quic::feed_client_datagram_cached;
+use toktra_wire::quic::{LongHeader, feed_client_datagram_cached};
 
 use super::HelloSummary;
 
@@ -52,5 +52,51 @@ pub(crate) fn client_datagram(
                 Step::Waiting
             }
         }
+    }
+}
+
+/// Where the first 1-RTT (short-header) packet of a client datagram starts: the
+/// bytes before it are long-header packets (Initial, 0-RTT, Handshake) coalesced in
+/// front of it (RFC 9000 §12.2). `None` when the datagram holds only long-header
+/// packets, or ends in one that cannot be read (then the handshake goes on).
+pub(crate) fn long_header_bytes(datagram: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let rest = datagram.get(at..).filter(|r| !r.is_empty())?;
+        if rest[0] & 0x80 == 0 {
+            return Some(at);
+        }
+        let header = LongHeader::parse(rest).ok()?;
+        at += header.packet_len.max(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_header_bytes;
+
+    fn long(kind: u8, len: usize) -> Vec<u8> {
+        // v1, 8-byte DCID, empty SCID, Length as a 2-byte varint.
+        let mut p = vec![0xc0 | (kind << 4), 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0];
+        if kind == 0 {
+            p.push(0); // no token
+        }
+        p.extend(((len as u16) | 0x4000).to_be_bytes());
+        p.resize(p.len() + len, 0xaa);
+        p
+    }
+
+    #[test]
+    fn finds_the_short_header_packet_behind_coalesced_long_ones() {
+        let short = [0x41u8, 9, 9, 9, 9];
+        assert_eq!(long_header_bytes(&short), Some(0));
+        let handshake = long(2, 60);
+        let mut d = handshake.clone();
+        d.extend(short);
+        assert_eq!(long_header_bytes(&d), Some(handshake.len()));
+        let mut d = long(0, 1200);
+        d.extend(&handshake);
+        assert_eq!(long_header_bytes(&d), None, "no 1-RTT packet yet");
+        assert_eq!(long_header_bytes(&handshake[..20]), None, "truncated");
     }
 }

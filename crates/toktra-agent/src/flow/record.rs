@@ -66,6 +66,10 @@ pub struct FlowRecord {
     /// record headers. `None` for QUIC, and for TCP when a gap in the server's stream
     /// made the count unreliable.
     pub records_in: Option<u64>,
+    /// The handshake as measured on this connection (bytes each way before the
+    /// client's second flight or first 1-RTT packet) and, for QUIC, the datagrams
+    /// after it; all `None` when the handshake's end was not seen.
+    pub overhead: toktra_catalog::FlowOverhead,
     pub end: FlowEnd,
 }
 

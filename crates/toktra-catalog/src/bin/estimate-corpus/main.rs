@@ -10,6 +10,7 @@ mod text;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+use server::Chain;
 use shapes::Shape;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use text::{Rng, Texts};
-use toktra_catalog::{Catalog, FlowBytes, HttpVersion};
+use toktra_catalog::{Catalog, FlowBytes, FlowOverhead, HttpVersion};
 
 #[derive(Parser)]
 #[command(about = "Build, capture and score the token-estimation corpus")]
@@ -65,6 +66,7 @@ struct Truth {
     shape: Shape,
     streamed: bool,
     http2: bool,
+    chain: Chain,
     local_port: u16,
     input_tokens: usize,
     output_tokens: usize,
@@ -85,6 +87,12 @@ struct PcapFlow {
     bytes_out: u64,
     bytes_in: u64,
     records_in: Option<u64>,
+    #[serde(default)]
+    client_handshake_bytes: Option<u64>,
+    #[serde(default)]
+    server_handshake_bytes: Option<u64>,
+    #[serde(default)]
+    server_handshake_records: Option<u64>,
 }
 
 /// One joined flow: what the agent sees and the truth. The CI sample is a list of these.
@@ -93,10 +101,14 @@ struct Summary {
     shape: Shape,
     host: String,
     streamed: bool,
+    chain: Chain,
     alpn: Vec<String>,
     bytes_out: u64,
     bytes_in: u64,
     records_in: Option<u64>,
+    client_handshake_bytes: Option<u64>,
+    server_handshake_bytes: Option<u64>,
+    server_handshake_records: Option<u64>,
     input_tokens: usize,
     output_tokens: usize,
 }
@@ -134,13 +146,19 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
     for (i, x) in items.iter().enumerate() {
         std::fs::write(out.join(format!("bodies/{i}.json")), &x.request_body)?;
     }
-    let certs = server::certs()?;
-    let ca = out.join("ca.pem");
-    std::fs::write(&ca, &certs.ca_pem)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
+    // One listener per certificate chain, each under its own root.
     let items = Arc::new(items);
-    tokio::spawn(server::serve(listener, certs, items.clone()));
+    let mut listeners = Vec::new();
+    for chain in Chain::ALL {
+        let certs = server::certs(chain, &format!("Corpus Root CA {}", chain.name()))?;
+        let ca = out.join(format!("ca-{}.pem", chain.name()));
+        std::fs::write(&ca, &certs.ca_pem)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(server::serve(listener, certs, items.clone()));
+        listeners.push((port, ca));
+    }
+    let ports: Vec<String> = listeners.iter().map(|(p, _)| format!("port {p}")).collect();
 
     let pcap = out.join("corpus.pcap");
     let mut tcpdump = std::process::Command::new("tcpdump")
@@ -156,7 +174,7 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
             "-w",
         ])
         .arg(&pcap)
-        .arg(format!("tcp port {port}"))
+        .arg(format!("tcp and ({})", ports.join(" or ")))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -177,6 +195,9 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
     let mut tasks = Vec::new();
     for (i, x) in items.iter().enumerate() {
         let http2 = (i / 6) % 2 == 1;
+        let chain = chain_of(i);
+        let (port, ca) = &listeners[i / 12 % Chain::ALL.len()];
+        let port = *port;
         let mut cmd = tokio::process::Command::new("curl");
         cmd.args([
             "-sS",
@@ -186,7 +207,7 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
             "%{local_port} %{http_code} %{http_version}",
         ]);
         cmd.arg(if http2 { "--http2" } else { "--http1.1" });
-        cmd.arg("--cacert").arg(&ca);
+        cmd.arg("--cacert").arg(ca);
         cmd.arg("--resolve")
             .arg(format!("{}:{port}:127.0.0.1", x.shape.host()));
         for (k, v) in &x.request_headers {
@@ -216,18 +237,19 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
             if code != "200" || version != if http2 { "2" } else { "1.1" } {
                 bail!("item {i}: HTTP {code} over HTTP/{version}");
             }
-            Ok((i, http2, local_port))
+            Ok((i, http2, chain, local_port))
         }));
     }
     let mut truth = Vec::new();
     for t in tasks {
-        let (i, http2, local_port) = t.await??;
+        let (i, http2, chain, local_port) = t.await??;
         let x = &items[i];
         truth.push(Truth {
             item: i,
             shape: x.shape,
             streamed: x.streamed,
             http2,
+            chain,
             local_port,
             input_tokens: x.input_tokens,
             output_tokens: x.output_tokens,
@@ -262,11 +284,18 @@ async fn capture(out: &Path, count: usize, seed: u64, parallel: usize) -> Result
     }
     f.flush()?;
     eprintln!(
-        "captured {} exchanges on port {port} into {}",
+        "captured {} exchanges on ports {} into {}",
         truth.len(),
+        ports.join(", "),
         pcap.display()
     );
     Ok(())
+}
+
+/// The chain exchange `i` is served with: every combination of shape, streaming and
+/// HTTP version (12) meets every chain.
+fn chain_of(i: usize) -> Chain {
+    Chain::ALL[i / 12 % Chain::ALL.len()]
 }
 
 fn which(tool: &str) -> Result<()> {
@@ -369,10 +398,14 @@ fn join(truth: &[Truth], flows: Vec<PcapFlow>) -> Result<Vec<Summary>> {
             shape: t.shape,
             host: f.sni.unwrap_or_default(),
             streamed: t.streamed,
+            chain: t.chain,
             alpn: f.alpn,
             bytes_out: f.bytes_out,
             bytes_in: f.bytes_in,
             records_in: f.records_in,
+            client_handshake_bytes: f.client_handshake_bytes,
+            server_handshake_bytes: f.server_handshake_bytes,
+            server_handshake_records: f.server_handshake_records,
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
         });
@@ -496,8 +529,76 @@ fn evaluate(
         "streaming detected wrongly: {detect_wrong} of {}",
         joined.len()
     );
+    print_by_chain(catalog, &joined)?;
     if fit {
         print_fit(&truth, &joined);
+    }
+    Ok(())
+}
+
+/// estimate()'s median error per certificate chain, with the handshake as the
+/// tracker measured it on each connection and, for comparison, with the constants
+/// alone (what the estimator did before it took measurements).
+fn print_by_chain(catalog: &Catalog, joined: &[Summary]) -> Result<()> {
+    println!(
+        "estimate() per server certificate chain, median error with the measured handshake \
+         (constants alone in brackets):"
+    );
+    for chain in Chain::ALL {
+        let rows: Vec<&Summary> = joined.iter().filter(|s| s.chain == chain).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let handshake = median(
+            rows.iter()
+                .filter_map(|s| s.server_handshake_bytes.map(|b| b as f64))
+                .collect(),
+        );
+        let mut cells = Vec::new();
+        for what in ["input", "output plain", "output streamed"] {
+            let mut measured = Errors::default();
+            let mut constants = Errors::default();
+            for s in &rows {
+                let Some(entry) = catalog.lookup(&s.host) else {
+                    bail!("{} is not in the catalog", s.host);
+                };
+                let streamed_row = what == "output streamed";
+                if what != "input" && s.streamed != streamed_row {
+                    continue;
+                }
+                let truth = if what == "input" {
+                    s.input_tokens
+                } else {
+                    s.output_tokens
+                };
+                let pick = |e: toktra_catalog::TokenEstimate| {
+                    if what == "input" {
+                        e.est_input_tokens
+                    } else {
+                        e.est_output_tokens
+                    }
+                };
+                let flow = s.flow();
+                let bare = FlowBytes {
+                    overhead: FlowOverhead::default(),
+                    ..flow
+                };
+                measured.push(pick(toktra_catalog::estimate(entry, &flow)), truth);
+                constants.push(pick(toktra_catalog::estimate(entry, &bare)), truth);
+            }
+            cells.push(format!(
+                "{what} {:>5.1} % [{:>5.1} %]",
+                measured.quantile(0.5) * 100.0,
+                constants.quantile(0.5) * 100.0
+            ));
+        }
+        println!(
+            "  {:<10} server flight {:>5.0} B, n={:<3} {}",
+            chain.name(),
+            handshake,
+            rows.len(),
+            cells.join("   ")
+        );
     }
     Ok(())
 }
@@ -509,6 +610,12 @@ impl Summary {
             bytes_in: self.bytes_in,
             records_in: self.records_in,
             http: HttpVersion::from_alpn(&self.alpn),
+            overhead: FlowOverhead {
+                client_handshake_bytes: self.client_handshake_bytes,
+                server_handshake_bytes: self.server_handshake_bytes,
+                server_handshake_records: self.server_handshake_records,
+                ..FlowOverhead::default()
+            },
         }
     }
 }
@@ -517,8 +624,37 @@ impl Summary {
 /// tables and ratios of catalog.toml, printed as the table to paste: fit on one seed
 /// (scripts/bench-estimate's default, seed 1), then judge on another.
 fn print_fit(truth: &[Truth], joined: &[Summary]) {
-    use toktra_catalog::{CLIENT_HANDSHAKE_BYTES, SERVER_HANDSHAKE_BYTES, TLS_RECORD_OVERHEAD};
+    use toktra_catalog::{
+        CLIENT_HANDSHAKE_BYTES, SERVER_HANDSHAKE_BYTES, SERVER_HANDSHAKE_RECORDS,
+        SERVER_TICKET_BYTES, TLS_RECORD_OVERHEAD,
+    };
     let tls = TLS_RECORD_OVERHEAD as f64;
+    // The constants in src/estimate.rs that tie the measured handshake to the
+    // fallbacks: on the calibration chain, measured flight + tickets = the fallback.
+    let calibration: Vec<&Summary> = joined
+        .iter()
+        .filter(|s| s.chain == Chain::P256Two)
+        .collect();
+    let measured = |f: fn(&Summary) -> Option<u64>| {
+        median(
+            calibration
+                .iter()
+                .filter_map(|s| f(s).map(|v| v as f64))
+                .collect(),
+        )
+    };
+    let server_flight = measured(|s| s.server_handshake_bytes);
+    println!(
+        "\nhandshake on the calibration chain ({}): server flight {server_flight:.0} B \
+         (SERVER_TICKET_BYTES = {} - that = {:.0}), {:.0} server records in it \
+         (SERVER_HANDSHAKE_RECORDS), client {:.0} B (CLIENT_HANDSHAKE_BYTES {})",
+        Chain::P256Two.name(),
+        SERVER_HANDSHAKE_BYTES,
+        SERVER_HANDSHAKE_BYTES as f64 - server_flight,
+        measured(|s| s.server_handshake_records),
+        measured(|s| s.client_handshake_bytes),
+        CLIENT_HANDSHAKE_BYTES
+    );
     println!("\ncalibration (medians over this capture), as catalog.toml would hold it:");
     let catalog = Catalog::embedded();
     for shape in Shape::ALL {
@@ -542,7 +678,7 @@ fn print_fit(truth: &[Truth], joined: &[Summary]) {
         let req_headers = per_http(&|t, s| {
             Some(
                 s.bytes_out as f64
-                    - CLIENT_HANDSHAKE_BYTES as f64
+                    - s.client_handshake_bytes.unwrap_or(CLIENT_HANDSHAKE_BYTES) as f64
                     - tls
                     - t.request_body_bytes as f64,
             )
@@ -552,14 +688,20 @@ fn print_fit(truth: &[Truth], joined: &[Summary]) {
         let resp_headers = per_http(&|t, s| {
             (!t.streamed).then(|| {
                 s.bytes_in as f64
-                    - SERVER_HANDSHAKE_BYTES as f64
+                    - s.server_handshake_bytes
+                        .map_or(SERVER_HANDSHAKE_BYTES, |b| b + SERVER_TICKET_BYTES)
+                        as f64
                     - tls * s.records_in.unwrap_or(0) as f64
                     - t.response_body_bytes as f64
             })
         });
         let overhead_records = per_http(&|t, s| {
+            // Less the handshake records this chain's flight had beyond the corpus's.
+            let extra = s
+                .server_handshake_records
+                .map_or(0.0, |r| r as f64 - SERVER_HANDSHAKE_RECORDS as f64);
             t.streamed
-                .then(|| s.records_in.unwrap_or(0) as f64 - t.content_events as f64)
+                .then(|| s.records_in.unwrap_or(0) as f64 - t.content_events as f64 - extra)
         });
         let streamed: Vec<&Truth> = rows
             .iter()

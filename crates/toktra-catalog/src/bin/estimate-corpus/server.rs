@@ -58,34 +58,132 @@ fn padding(len: usize) -> CustomExtension {
     CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 55_555, 1], der)
 }
 
+/// The certificate chains the corpus server presents, one listener each, so that
+/// exchanges see handshakes of different sizes as they do across real providers
+/// (a Cloudflare front with one ECDSA intermediate, RSA chains of two or three
+/// certificates): the estimate must not depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Chain {
+    /// A bare P-256 leaf issued by the root: the smallest a server sends.
+    #[serde(rename = "p256-1")]
+    P256One,
+    /// P-256 leaf and intermediate padded to public-CA size: the calibration chain.
+    #[serde(rename = "p256-2")]
+    P256Two,
+    /// P-256 leaf and two intermediates (a cross-signed path).
+    #[serde(rename = "p256-3")]
+    P256Three,
+    /// RSA-2048 leaf and intermediate.
+    #[serde(rename = "rsa2048-2")]
+    Rsa2048Two,
+    /// RSA-2048 leaf and two intermediates.
+    #[serde(rename = "rsa2048-3")]
+    Rsa2048Three,
+}
+
+impl Chain {
+    pub const ALL: [Chain; 5] = [
+        Chain::P256One,
+        Chain::P256Two,
+        Chain::P256Three,
+        Chain::Rsa2048Two,
+        Chain::Rsa2048Three,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Chain::P256One => "p256-1",
+            Chain::P256Two => "p256-2",
+            Chain::P256Three => "p256-3",
+            Chain::Rsa2048Two => "rsa2048-2",
+            Chain::Rsa2048Three => "rsa2048-3",
+        }
+    }
+
+    fn rsa(self) -> bool {
+        matches!(self, Chain::Rsa2048Two | Chain::Rsa2048Three)
+    }
+
+    fn intermediates(self) -> usize {
+        match self {
+            Chain::P256One => 0,
+            Chain::P256Two | Chain::Rsa2048Two => 1,
+            Chain::P256Three | Chain::Rsa2048Three => 2,
+        }
+    }
+}
+
 pub struct Certs {
     pub ca_pem: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
 }
 
-pub fn certs() -> Result<Certs> {
+/// A fresh key: P-256 from rcgen, RSA-2048 from openssl (ring, rcgen's backend,
+/// signs with RSA keys but cannot make them).
+fn key(rsa: bool) -> Result<KeyPair> {
+    if !rsa {
+        return Ok(KeyPair::generate()?);
+    }
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .context("running openssl genpkey (scripts/setup.d/15-estimate.sh installs openssl)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "openssl genpkey failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pem = String::from_utf8(out.stdout).context("openssl output")?;
+    KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).context("loading the RSA key")
+}
+
+/// One chain under one root CA (the root is not sent, as public servers do not).
+pub fn certs(chain: Chain, ca_params_name: &str) -> Result<Certs> {
+    let rsa = chain.rsa();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "Corpus Root CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let mut int_params = CertificateParams::new(Vec::<String>::new())?;
-    int_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    int_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Corpus Issuing CA 1");
-    int_params.custom_extensions.push(padding(700));
-    let intermediate = CertifiedIssuer::signed_by(int_params, KeyPair::generate()?, &ca)?;
+        .push(rcgen::DnType::CommonName, ca_params_name);
+    let ca = CertifiedIssuer::self_signed(ca_params, key(rsa)?)?;
+    let mut issuers: Vec<CertifiedIssuer<'static, KeyPair>> = Vec::new();
+    for n in 0..chain.intermediates() {
+        let mut int_params = CertificateParams::new(Vec::<String>::new())?;
+        int_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        int_params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("Corpus Issuing CA {}", n + 1),
+        );
+        int_params.custom_extensions.push(padding(700));
+        let issued = match issuers.last() {
+            Some(parent) => CertifiedIssuer::signed_by(int_params, key(rsa)?, parent)?,
+            None => CertifiedIssuer::signed_by(int_params, key(rsa)?, &ca)?,
+        };
+        issuers.push(issued);
+    }
     let hosts: Vec<String> = Shape::ALL.iter().map(|s| s.host().to_owned()).collect();
     let mut leaf_params = CertificateParams::new(hosts)?;
-    leaf_params.custom_extensions.push(padding(900));
-    let leaf_key = KeyPair::generate()?;
-    let leaf = leaf_params.signed_by(&leaf_key, &intermediate)?;
+    if chain != Chain::P256One {
+        leaf_params.custom_extensions.push(padding(900));
+    }
+    let leaf_key = key(rsa)?;
+    let leaf = match issuers.last() {
+        Some(parent) => leaf_params.signed_by(&leaf_key, parent)?,
+        None => leaf_params.signed_by(&leaf_key, &ca)?,
+    };
+    let mut der = vec![leaf.der().clone()];
+    der.extend(issuers.iter().rev().map(|i| i.der().clone()));
     Ok(Certs {
         ca_pem: ca.pem(),
-        chain: vec![leaf.der().clone(), intermediate.der().clone()],
+        chain: der,
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
     })
 }
