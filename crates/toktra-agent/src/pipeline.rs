@@ -27,6 +27,9 @@ pub struct ObservedFlow {
     pub bytes_out: u64,
     pub bytes_in: u64,
     pub records_in: Option<u64>,
+    /// The handshake and framing as the flow tracker measured them (token
+    /// estimates use them in place of constants); default when not measured.
+    pub overhead: toktra_catalog::FlowOverhead,
     pub dst_ip: Option<IpAddr>,
     pub dst_port: Option<u16>,
     pub user: Option<String>,
@@ -250,6 +253,7 @@ impl Classifier for CatalogClassifier {
                 bytes_in: flow.bytes_in,
                 records_in: flow.records_in,
                 http: toktra_catalog::HttpVersion::from_alpn(&flow.alpn),
+                overhead: flow.overhead,
             },
         );
         (est.est_input_tokens, est.est_output_tokens)
@@ -295,6 +299,7 @@ pub(crate) mod tests {
             bytes_out: bytes,
             bytes_in: bytes * 4,
             records_in: Some(7),
+            overhead: Default::default(),
             dst_ip: Some("10.0.0.1".parse().unwrap()),
             dst_port: Some(443),
             user: Some("alice".into()),

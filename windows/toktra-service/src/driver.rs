@@ -486,6 +486,7 @@ pub fn to_flow(
         bytes_out: end.bytes_out,
         bytes_in: end.bytes_in,
         records_in: Some(u64::from(end.records_in)),
+        overhead: Default::default(),
         dst_ip: ip(end.ip_version, &end.remote_addr),
         dst_port: (end.remote_port != 0).then_some(end.remote_port),
         user: src(|r| r.user_sid_len > 0)

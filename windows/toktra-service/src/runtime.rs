@@ -189,6 +189,7 @@ impl Shared {
                 bytes_out: e.bytes_out,
                 bytes_in: e.bytes_in,
                 records_in: None,
+                overhead: Default::default(),
                 dst_ip: None,
                 dst_port: None,
                 user: e.user.clone(),

@@ -633,6 +633,7 @@ pub fn to_observed(
         bytes_out: r.bytes_out,
         bytes_in: r.bytes_in,
         records_in: r.records_in,
+        overhead: r.overhead,
         dst_ip: Some(r.server.ip()),
         dst_port: Some(r.server.port()),
         user,
