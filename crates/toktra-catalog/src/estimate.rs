@@ -169,32 +169,38 @@ pub const SERVER_TICKET_BYTES: u64 = 182;
 /// turn its flight into "events" of a stream.
 pub const SERVER_HANDSHAKE_RECORDS: u64 = 1;
 
-/// Bytes a QUIC 1-RTT datagram adds to the HTTP/3 bytes it carries, per datagram,
-/// as the tracker counts datagrams after the handshake:
+/// Bytes every QUIC 1-RTT datagram spends on QUIC itself, as the tracker counts
+/// datagrams after the handshake:
 ///
 /// * the short header (RFC 9000 §17.3.1): 1 flags byte, the destination connection
-///   ID (0–20 bytes; 8 is what Chromium, Google's and most servers' stacks choose —
-///   the tracker does not carry the actual length) and a 1–4 byte packet number (2
-///   for a connection's first tens of thousands of packets, §17.1): 11;
+///   ID (0–20 bytes; 8 is what Chromium, Google's, Cloudflare's and aioquic's stacks
+///   choose — the tracker does not carry the actual length) and a 1–4 byte packet
+///   number (2 for a connection's first tens of thousands of packets, §17.1): 11;
 /// * the AEAD tag (RFC 9001 §5.3, AES-128-GCM and ChaCha20-Poly1305): 16;
-/// * an ACK frame, which nearly every packet carries (RFC 9000 §19.3: type, largest
-///   acknowledged, delay, range count, first range: 5–8 bytes): 6;
-/// * a STREAM frame header (§19.8: type, stream ID, offset, length): 5;
-/// * an HTTP/3 DATA frame header (RFC 9114 §7.2.1: type and length): 2.
+/// * an ACK frame, which nearly every packet carries (§19.3: type, largest
+///   acknowledged, delay, range count, first range: 5–8 bytes): 6.
 ///
-/// Pure ACK datagrams are about this size in all, so they count as overhead whole.
-pub const QUIC_PACKET_OVERHEAD: u64 = 11 + 16 + 6 + 5 + 2;
+/// A pure acknowledgement is exactly this: 33 bytes on aioquic's capture.
+pub const QUIC_PACKET_OVERHEAD: u64 = 11 + 16 + 6;
+/// More per datagram that carries HTTP bytes: a STREAM frame header (§19.8: type,
+/// stream ID, offset, length: 5) and an HTTP/3 DATA frame header (RFC 9114 §7.2.1:
+/// type and length: 2). Server datagrams of a response are nearly all such; the
+/// client's are mostly acknowledgements, plus its request in datagrams of about
+/// [`QUIC_DATAGRAM_PAYLOAD`] bytes.
+pub const QUIC_STREAM_OVERHEAD: u64 = 5 + 2;
+/// A full 1-RTT datagram's payload: QUIC's 1 200-byte minimum (§14) up to the
+/// 1 350 or so most stacks send on a 1 500-byte path.
+pub const QUIC_DATAGRAM_PAYLOAD: u64 = 1_200;
 /// Fallback handshake sizes for QUIC, where every client Initial is padded to at
-/// least 1 200 bytes (RFC 9000 §14.1) and a browser sends two or three of them.
-pub const QUIC_CLIENT_HANDSHAKE_BYTES: u64 = 2 * 1_250;
+/// least 1 200 bytes (RFC 9000 §14.1) and a client sends two or three of them.
+pub const QUIC_CLIENT_HANDSHAKE_BYTES: u64 = 2 * 1_200;
 pub const QUIC_SERVER_HANDSHAKE_BYTES: u64 = 4_500;
-/// What a QUIC server sends after the handshake that is not the response:
-/// HANDSHAKE_DONE, NEW_TOKEN, NEW_CONNECTION_ID and session tickets in 1-RTT
-/// CRYPTO frames, and HTTP/3's control and QPACK streams (SETTINGS). Measured on
-/// aioquic (tests/data's capture).
-pub const QUIC_SERVER_AFTER_HANDSHAKE_BYTES: u64 = 0;
-/// The client's HTTP/3 control and QPACK streams (SETTINGS) beyond its request.
-pub const QUIC_CLIENT_AFTER_HANDSHAKE_BYTES: u64 = 0;
+/// What a QUIC server sends after the handshake that is not the response, beyond
+/// its datagrams' overhead: HANDSHAKE_DONE, NEW_TOKEN, NEW_CONNECTION_ID and
+/// session tickets in 1-RTT CRYPTO frames, and HTTP/3's control and QPACK streams.
+/// On aioquic (toktra-agent's tests/data/h3-aioquic.pcap) they fill its first
+/// 1-RTT datagram: 232 bytes, 40 of them counted as the datagram's overhead.
+pub const QUIC_SERVER_AFTER_HANDSHAKE_BYTES: u64 = 192;
 
 impl FlowBytes {
     fn is_quic(&self) -> bool {
@@ -205,10 +211,9 @@ impl FlowBytes {
     /// tracker could.
     fn client_handshake(&self) -> u64 {
         match (self.overhead.client_handshake_bytes, self.is_quic()) {
-            (Some(b), false) => b,
-            (Some(b), true) => b + QUIC_CLIENT_AFTER_HANDSHAKE_BYTES,
+            (Some(b), _) => b,
             (None, false) => CLIENT_HANDSHAKE_BYTES,
-            (None, true) => QUIC_CLIENT_HANDSHAKE_BYTES + QUIC_CLIENT_AFTER_HANDSHAKE_BYTES,
+            (None, true) => QUIC_CLIENT_HANDSHAKE_BYTES,
         }
     }
 
@@ -250,7 +255,11 @@ impl FlowBytes {
 pub fn request_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_out.saturating_sub(flow.client_handshake());
     let framing = match flow.overhead.quic_packets_out {
-        Some(packets) => packets * QUIC_PACKET_OVERHEAD,
+        Some(packets) => {
+            let past_acks = after_handshake.saturating_sub(packets * QUIC_PACKET_OVERHEAD);
+            packets * QUIC_PACKET_OVERHEAD
+                + past_acks.div_ceil(QUIC_DATAGRAM_PAYLOAD) * QUIC_STREAM_OVERHEAD
+        }
         None => after_handshake.div_ceil(16 * 1024).max(1) * TLS_RECORD_OVERHEAD,
     };
     after_handshake
@@ -264,7 +273,7 @@ pub fn request_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
 pub fn response_body_bytes(entry: &Entry, flow: &FlowBytes) -> u64 {
     let after_handshake = flow.bytes_in.saturating_sub(flow.server_handshake());
     let framing = match (flow.overhead.quic_packets_in, flow.records_in) {
-        (Some(packets), _) => packets * QUIC_PACKET_OVERHEAD,
+        (Some(packets), _) => packets * (QUIC_PACKET_OVERHEAD + QUIC_STREAM_OVERHEAD),
         (None, Some(records)) => flow.records_after_handshake(records) * TLS_RECORD_OVERHEAD,
         (None, None) => (after_handshake.div_ceil(16 * 1024).max(1) + 3) * TLS_RECORD_OVERHEAD,
     };

@@ -280,7 +280,7 @@ impl Flow {
         FlowOverhead {
             client_handshake_bytes: Some(h.client_bytes),
             server_handshake_bytes: Some(h.server_bytes),
-            server_handshake_records: h.server_records,
+            server_handshake_records: h.server_records.filter(|_| !quic),
             quic_packets_out: quic.then(|| self.packets_out.saturating_sub(h.packets_out)),
             quic_packets_in: quic.then(|| self.packets_in.saturating_sub(h.packets_in)),
         }
@@ -290,11 +290,13 @@ impl Flow {
     /// bytes still belonged to it; `bytes_out` and `packets_out` already count it.
     fn end_handshake(&mut self, payload_len: usize, handshake: usize) {
         let before = self.bytes_out - payload_len as u64;
+        let handshake = handshake.min(payload_len);
         self.handshake = Some(HandshakeEnd {
-            client_bytes: before + handshake.min(payload_len) as u64,
+            client_bytes: before + handshake as u64,
             server_bytes: self.bytes_in,
             server_records: self.records.count(),
-            packets_out: self.packets_out - 1,
+            // A packet that was all handshake is not one of those after it.
+            packets_out: self.packets_out - u64::from(handshake < payload_len),
             packets_in: self.packets_in,
         });
     }

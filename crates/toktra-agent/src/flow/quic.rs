@@ -3,7 +3,7 @@
 
 use toktra_wire::assembler::{Progress, StreamKind};
 use toktra_wire::ja4::Transport;
-use toktra_wire::quic::{LongHeader, feed_client_datagram_cached};
+use toktra_wire::quic::{LongHeader, PacketType, feed_client_datagram_cached};
 
 use super::HelloSummary;
 
@@ -55,18 +55,23 @@ pub(crate) fn client_datagram(
     }
 }
 
-/// Where the first 1-RTT (short-header) packet of a client datagram starts: the
-/// bytes before it are long-header packets (Initial, 0-RTT, Handshake) coalesced in
-/// front of it (RFC 9000 §12.2). `None` when the datagram holds only long-header
-/// packets, or ends in one that cannot be read (then the handshake goes on).
+/// The handshake's share of the first client datagram that carries a 1-RTT
+/// (short-header) packet: the long-header packets (Initial, 0-RTT, Handshake)
+/// coalesced in front of it (RFC 9000 §12.2) — or the whole datagram when one of
+/// them is an Initial, since a client pads every datagram carrying an Initial to
+/// 1 200 bytes (§14.1) and the padding is then mostly not request. `None` when the
+/// datagram holds only long-header packets, or ends in one that cannot be read
+/// (then the handshake goes on).
 pub(crate) fn long_header_bytes(datagram: &[u8]) -> Option<usize> {
     let mut at = 0;
+    let mut initial = false;
     loop {
         let rest = datagram.get(at..).filter(|r| !r.is_empty())?;
         if rest[0] & 0x80 == 0 {
-            return Some(at);
+            return Some(if initial { datagram.len() } else { at });
         }
         let header = LongHeader::parse(rest).ok()?;
+        initial |= header.packet_type == Some(PacketType::Initial);
         at += header.packet_len.max(1);
     }
 }
@@ -97,6 +102,12 @@ mod tests {
         let mut d = long(0, 1200);
         d.extend(&handshake);
         assert_eq!(long_header_bytes(&d), None, "no 1-RTT packet yet");
+        d.extend(short);
+        assert_eq!(
+            long_header_bytes(&d),
+            Some(d.len()),
+            "a datagram with an Initial is padded: all of it is handshake"
+        );
         assert_eq!(long_header_bytes(&handshake[..20]), None, "truncated");
     }
 }
