@@ -293,11 +293,10 @@ pub struct Ja4Memo {
 /// extensions, 10 signature algorithms) and their lengths fit with room to spare.
 const LISTS_KEY_LEN: usize = 96;
 
-/// Both JA4 hashes of a hello, keyed by its cipher suites, extension types and
-/// signature algorithms in wire order (GREASE left out). Equal lists in equal order
-/// sort to equal lists, so a hit is exact; it saves the sorting and the text too,
-/// for clients that keep their order (most; Chromium permutes its extensions, and
-/// then the text memo above still saves the hashing).
+/// Both JA4 hashes of a hello, keyed by exactly what they hash: its cipher suites
+/// and extension types sorted, and its signature algorithms in wire order (GREASE
+/// left out), so a hit is exact. It saves the text and the hashing, also for clients
+/// that permute their extensions on every connection, as Chromium does.
 #[derive(Clone, Copy)]
 struct ListsSlot {
     /// Values used in `key`; `u16::MAX` for an empty slot.
@@ -435,7 +434,7 @@ fn compute(hello: &ClientHello<'_>, transport: Transport, mut memo: Option<&mut 
             &mut kept.clone(),
             &mut sigs.iter_non_grease(),
         ];
-        for list in lists {
+        for (index, list) in lists.into_iter().enumerate() {
             let len_at = key_len;
             key_len = key_len.saturating_add(1);
             let mut n = 0u16;
@@ -449,6 +448,25 @@ fn compute(hello: &ClientHello<'_>, transport: Transport, mut memo: Option<&mut 
             }
             if let Some(slot) = key.get_mut(len_at) {
                 *slot = n;
+            }
+            // JA4 hashes ciphers and extensions sorted, so the key holds them sorted
+            // too: a client that permutes its extensions (Chromium, every
+            // connection) then hits as well. Signature algorithms stay in wire order.
+            if index < 2
+                && fits
+                && let Some(segment) = key.get(len_at.saturating_add(1)..key_len)
+            {
+                let mut wire = [0u16; LISTS_KEY_LEN];
+                let count = segment.len();
+                for (w, v) in wire.iter_mut().zip(segment) {
+                    *w = *v;
+                }
+                if let (Some(src), Some(dst)) = (
+                    wire.get(..count),
+                    key.get_mut(len_at.saturating_add(1)..key_len),
+                ) {
+                    sort_small(src, dst);
+                }
             }
         }
         if !fits {
