@@ -141,32 +141,29 @@ impl Writer<'_> {
         opt_str(&mut line, entry.map(|e| e.product.as_str()))?;
         line.extend_from_slice(b",\"category\":");
         opt_str(&mut line, entry.map(|e| e.category.as_str()))?;
-        line.extend_from_slice(b",\"bytes_out\":");
-        int(&mut line, r.bytes_out);
-        line.extend_from_slice(b",\"bytes_in\":");
-        int(&mut line, r.bytes_in);
-        line.extend_from_slice(b",\"packets_out\":");
-        int(&mut line, r.packets_out);
-        line.extend_from_slice(b",\"packets_in\":");
-        int(&mut line, r.packets_in);
-        line.extend_from_slice(b",\"duration_ms\":");
-        int(
-            &mut line,
-            u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX),
-        );
-        line.extend_from_slice(b",\"records_in\":");
-        opt_int(&mut line, r.records_in);
+        let duration_ms = u64::try_from(r.duration().as_millis()).unwrap_or(u64::MAX);
+        for (name, value) in [
+            ("bytes_out", r.bytes_out),
+            ("bytes_in", r.bytes_in),
+            ("packets_out", r.packets_out),
+            ("packets_in", r.packets_in),
+            ("duration_ms", duration_ms),
+        ] {
+            key(&mut line, name);
+            int(&mut line, value);
+        }
         let o = &r.overhead;
-        line.extend_from_slice(b",\"client_handshake_bytes\":");
-        opt_int(&mut line, o.client_handshake_bytes);
-        line.extend_from_slice(b",\"server_handshake_bytes\":");
-        opt_int(&mut line, o.server_handshake_bytes);
-        line.extend_from_slice(b",\"server_handshake_records\":");
-        opt_int(&mut line, o.server_handshake_records);
-        line.extend_from_slice(b",\"quic_packets_out\":");
-        opt_int(&mut line, o.quic_packets_out);
-        line.extend_from_slice(b",\"quic_packets_in\":");
-        opt_int(&mut line, o.quic_packets_in);
+        for (name, value) in [
+            ("records_in", r.records_in),
+            ("client_handshake_bytes", o.client_handshake_bytes),
+            ("server_handshake_bytes", o.server_handshake_bytes),
+            ("server_handshake_records", o.server_handshake_records),
+            ("quic_packets_out", o.quic_packets_out),
+            ("quic_packets_in", o.quic_packets_in),
+        ] {
+            key(&mut line, name);
+            opt_int(&mut line, value);
+        }
         line.extend_from_slice(b"}\n");
         let written = self.out.write_all(&line).context("writing to stdout");
         self.line = line;
@@ -225,6 +222,13 @@ impl Writer<'_> {
 
 fn rfc3339_chrono(dt: DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// `,"name":` — the separator and key before a value.
+fn key(line: &mut Vec<u8>, name: &str) {
+    line.extend_from_slice(b",\"");
+    line.extend_from_slice(name.as_bytes());
+    line.extend_from_slice(b"\":");
 }
 
 fn opt_int(out: &mut Vec<u8>, v: Option<u64>) {
