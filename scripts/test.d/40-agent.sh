@@ -83,35 +83,17 @@ for u in tkalice tkbob tkcarol; do
 done
 
 # ---------------------------------------------------------------- network
-ip netns add "$CLI"
-ip netns add "$PROV"
-ip link add tka0-$$ type veth peer name tka1-$$ 2>/dev/null || ip link add tka0 type veth peer name tka1
-VA=$(ip -o link | grep -o "tka0[-0-9]*" | head -1)
-VB=$(ip -o link | grep -o "tka1[-0-9]*" | head -1)
-ip link set "$VA" netns "$CLI"
-ip link set "$VB" netns "$PROV"
-ip -n "$CLI" addr add 198.18.90.1/24 dev "$VA"
-ip -n "$PROV" addr add 198.18.90.2/24 dev "$VB"
-for ns in "$CLI" "$PROV"; do ip -n "$ns" link set lo up; done
-ip -n "$CLI" link set "$VA" up
-ip -n "$PROV" link set "$VB" up
+# shellcheck source=agent/lib.sh
+. "$HERE/lib.sh"
+netns_pair "$CLI" "$PROV" "tka0-$$" "tka1-$$" 198.18.90
 HOSTS="api.openai.com api.anthropic.com generativelanguage.googleapis.com claude.ai"
-mkdir -p "/etc/netns/$CLI"
-{
-  echo "127.0.0.1 localhost"
-  echo "198.18.90.2 $HOSTS"
-} >"/etc/netns/$CLI/hosts"
+# shellcheck disable=SC2086 # HOSTS is a list
+provider_hosts "$CLI" 198.18.90.2 $HOSTS
 in_cli() { ip netns exec "$CLI" "$@"; }
 
 # ---------------------------------------------------------------- provider
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=Toktra test provider CA" -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
-SAN=$(for h in $HOSTS; do printf 'DNS:%s,' "$h"; done)
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=provider" \
-  -keyout "$T/prov.key" -out "$T/prov.csr" 2>/dev/null
-openssl x509 -req -in "$T/prov.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
-  -extfile <(echo "subjectAltName=${SAN%,}") -out "$T/prov.pem" 2>/dev/null
-chmod 644 "$T"/*.pem "$T/prov.key"
+# shellcheck disable=SC2086
+provider_cert "$T" "Toktra test provider CA" $HOSTS
 ip netns exec "$PROV" node "$HERE/provider.mjs" 198.18.90.2 443 "$T/prov.key" "$T/prov.pem" >"$T/provider.log" 2>&1 &
 PIDS+=($!)
 

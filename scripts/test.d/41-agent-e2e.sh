@@ -92,33 +92,17 @@ for u in tkalice tkbob tkcarol; do
 done
 
 # ---------------------------------------------------------------- network
-ip netns add "$CLI"
-ip netns add "$PROV"
-ip link add "tke0-$$" type veth peer name "tke1-$$"
-ip link set "tke0-$$" netns "$CLI"
-ip link set "tke1-$$" netns "$PROV"
-ip -n "$CLI" addr add 198.18.91.1/24 dev "tke0-$$"
-ip -n "$PROV" addr add 198.18.91.2/24 dev "tke1-$$"
-for ns in "$CLI" "$PROV"; do ip -n "$ns" link set lo up; done
-ip -n "$CLI" link set "tke0-$$" up
-ip -n "$PROV" link set "tke1-$$" up
+# shellcheck source=agent/lib.sh
+. "$HERE/lib.sh"
+netns_pair "$CLI" "$PROV" "tke0-$$" "tke1-$$" 198.18.91
 HOSTS="api.openai.com api.anthropic.com"
-mkdir -p "/etc/netns/$CLI"
-{
-  echo "127.0.0.1 localhost"
-  echo "198.18.91.2 $HOSTS"
-} >"/etc/netns/$CLI/hosts"
+# shellcheck disable=SC2086 # HOSTS is a list
+provider_hosts "$CLI" 198.18.91.2 $HOSTS
 in_cli() { ip netns exec "$CLI" "$@"; }
 
 # ---------------------------------------------------------------- provider
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj "/CN=Toktra e2e provider CA" -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null
-SAN=$(for h in $HOSTS; do printf 'DNS:%s,' "$h"; done)
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=provider" \
-  -keyout "$T/prov.key" -out "$T/prov.csr" 2>/dev/null
-openssl x509 -req -in "$T/prov.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
-  -extfile <(echo "subjectAltName=${SAN%,}") -out "$T/prov.pem" 2>/dev/null
-chmod 644 "$T"/*.pem "$T/prov.key"
+# shellcheck disable=SC2086
+provider_cert "$T" "Toktra e2e provider CA" $HOSTS
 ip netns exec "$PROV" node "$HERE/provider.mjs" 198.18.91.2 443 "$T/prov.key" "$T/prov.pem" >"$T/provider.log" 2>&1 &
 PIDS+=($!)
 ip netns exec "$PROV" "$VENV/bin/python" "$HERE/h3.py" server 198.18.91.2 443 "$T/prov.pem" "$T/prov.key" >"$T/h3-server.log" 2>&1 &
