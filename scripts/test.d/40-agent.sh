@@ -48,23 +48,9 @@ cleanup() {
 trap cleanup EXIT
 
 fail=0
-check() { # description, then a command that must succeed
-  local what=$1
-  shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
-}
-# Waits (bounded) until a command succeeds; a correctness wait, not a timing check.
-wait_for() {
-  local what=$1 limit=$2
-  shift 2
-  local i
-  for ((i = 0; i < limit * 5; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "gave up waiting ($limit s) for: $what" >&2
-  return 1
-}
+# check and wait_for, the hosts and the provider certificate.
+# shellcheck source=agent/lib.sh
+. "$HERE/lib.sh"
 
 echo "building toktra"
 cargo build -p toktra --locked --quiet
@@ -83,8 +69,6 @@ for u in tkalice tkbob tkcarol; do
 done
 
 # ---------------------------------------------------------------- network
-# shellcheck source=agent/lib.sh
-. "$HERE/lib.sh"
 netns_pair "$CLI" "$PROV" "tka0-$$" "tka1-$$" 198.18.90
 HOSTS="api.openai.com api.anthropic.com generativelanguage.googleapis.com claude.ai"
 # shellcheck disable=SC2086 # HOSTS is a list

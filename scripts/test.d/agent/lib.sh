@@ -1,5 +1,26 @@
-# Sourced by the agent suites (40-agent.sh, 41-agent-e2e.sh): the two test hosts and
-# the provider's throw-away certificate they share.
+# Sourced by the agent suites (40-agent.sh, 41-agent-e2e.sh): their check helpers, the
+# two test hosts and the provider's throw-away certificate they share.
+
+# check WHAT CMD...: prints ok/FAIL for WHAT; a failure sets the suite's `fail`.
+check() {
+  local what=$1
+  shift
+  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fail=1; fi
+}
+
+# wait_for WHAT SECONDS CMD...: waits (bounded) until CMD succeeds; a correctness
+# wait, not a timing check.
+wait_for() {
+  local what=$1 limit=$2
+  shift 2
+  local i
+  for ((i = 0; i < limit * 5; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "gave up waiting ($limit s) for: $what" >&2
+  return 1
+}
 
 # netns_pair CLI PROV VA VB NET: namespaces CLI and PROV joined by a veth pair, VA in
 # CLI as NET.1/24 and VB in PROV as NET.2/24, loopback up in both.
