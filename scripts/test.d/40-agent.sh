@@ -64,9 +64,7 @@ cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/toktra-agent" "$T/toktra-agent"
 AGENT_BIN=$T/toktra-agent
 chmod 755 "$AGENT_BIN"
 
-for u in tkalice tkbob tkcarol; do
-  id "$u" >/dev/null 2>&1 || useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
-done
+test_users tkalice tkbob tkcarol
 
 # ---------------------------------------------------------------- network
 netns_pair "$CLI" "$PROV" "tka0-$$" "tka1-$$" 198.18.90
@@ -308,7 +306,7 @@ if cargo deb -p toktra --no-build --profile dev --fast --output "$DEB_DIR" >"$T/
   check ".deb holds the systemd unit" grep -q 'lib/systemd/system/toktra-agent.service$' "$OUT/deb-contents.txt"
   check ".deb enables the unit on install" bash -c "grep -q 'enable' '$T/debctl/postinst'"
   check ".deb unit is hardened and keeps only the capture capabilities" bash -c \
-    "dpkg-deb --fsys-tarfile '$DEB' | tar -xO \$(grep -o '\\./[a-z/]*lib/systemd/system/toktra-agent.service' '$OUT/deb-contents.txt') | tee '$OUT/unit.txt' | grep -q '^CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN' && grep -q '^ProtectSystem=strict' '$OUT/unit.txt'"
+    "dpkg-deb --fsys-tarfile '$DEB' | tar -xO \$(grep -o '\\./[a-z/]*lib/systemd/system/toktra-agent.service' '$OUT/deb-contents.txt') | cat >'$OUT/unit.txt' && grep -q '^CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN' '$OUT/unit.txt' && grep -q '^ProtectSystem=strict' '$OUT/unit.txt'"
   check ".deb unit runs the agent-only binary, may raise the capture thread's priority" bash -c \
     "grep -qx 'ExecStart=/usr/bin/toktra-agent run --config /etc/toktra/agent.toml' '$OUT/unit.txt' && grep -q '^AmbientCapabilities=.*CAP_SYS_NICE' '$OUT/unit.txt'"
 else

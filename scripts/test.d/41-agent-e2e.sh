@@ -73,9 +73,7 @@ BIN=$T/toktra
 cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/toktra" "$BIN"
 chmod 755 "$BIN"
 
-for u in tkalice tkbob tkcarol; do
-  id "$u" >/dev/null 2>&1 || useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
-done
+test_users tkalice tkbob tkcarol
 
 # ---------------------------------------------------------------- network
 netns_pair "$CLI" "$PROV" "tke0-$$" "tke1-$$" 198.18.91

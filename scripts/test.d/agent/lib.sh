@@ -22,6 +22,14 @@ wait_for() {
   return 1
 }
 
+# test_users NAME...: local accounts (no home, no shell) the clients run as.
+test_users() {
+  local u
+  for u in "$@"; do
+    id "$u" >/dev/null 2>&1 || useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+  done
+}
+
 # netns_pair CLI PROV VA VB NET: namespaces CLI and PROV joined by a veth pair, VA in
 # CLI as NET.1/24 and VB in PROV as NET.2/24, loopback up in both.
 netns_pair() {
