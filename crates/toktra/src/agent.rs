@@ -315,6 +315,14 @@ pub async fn shutdown_signal() {
     }
 }
 
+#[cfg(target_os = "linux")]
+fn background_thread() {
+    toktra_agent::source::linux::background_thread(0);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn background_thread() {}
+
 fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match args.resolve() {
         Ok(c) => c,
@@ -325,10 +333,13 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging(config.log_level);
     // One thread for the async parts: the agent's work is small and mostly waiting;
-    // the tap and the spool have their own threads.
+    // the tap and the spool have their own threads. All of them are background
+    // threads that never preempt the user's programs (see `background_thread`).
+    background_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
+        .on_thread_start(background_thread)
         .build()?;
     let result = rt.block_on(run_configured(
         config,

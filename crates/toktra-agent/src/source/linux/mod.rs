@@ -3,13 +3,16 @@
 //! TCP and UDP on the configured ports (443 by default) reach user space. It only
 //! receives copies of packets: it cannot drop, delay or change traffic.
 //!
-//! Packets go into the flow tracker. A TCP connection whose ClientHello names a
+//! Packets go into the flow tracker. For a TCP connection whose ClientHello names a
 //! catalog host (classification before attribution: other flows are dropped in
-//! memory, so nobody's processes are searched for them), and the first datagram of a
-//! UDP 4-tuple, are handed to an attribution thread that asks sock_diag for the
-//! socket's owner while the connection is still open, so the capture thread never
-//! waits on netlink or /proc. Work is handed over once per ring block, and the
-//! attribution thread searches the processes once for all sockets of a handoff.
+//! memory, so nobody's processes are searched for them), and for the first datagram
+//! of a UDP 4-tuple, the capture thread asks sock_diag at once for the socket's uid
+//! and inode (one netlink query, while the connection is surely open). An
+//! attribution thread then finds the process owning that inode in /proc — the
+//! costly part, which the capture thread never waits for — in rounds that serve
+//! every socket of a handoff, within a CPU budget ([`SCAN_CPU_SHARE`]). Handoffs
+//! are paced ([`HANDOFF_RATE`]): each wake-up of another thread costs more than the
+//! work it hands over, so under a stream of connections one handoff carries many.
 
 pub mod sockdiag;
 
@@ -57,10 +60,22 @@ pub struct TapConfig {
     pub device: String,
 }
 
-/// The kernel filter: TCP and UDP to or from the configured ports.
+/// The kernel filter: UDP and TCP to or from the configured ports, except TCP
+/// segments that carry nothing the tracker uses — pure ACKs, with no payload and no
+/// SYN, FIN or RST. They are a third or more of a busy connection's packets, and
+/// every one the kernel keeps is copied into the ring and read by the agent.
+/// (Byte counts are payload bytes, so they do not change.) libpcap's `tcp[...]`
+/// reads IPv4 only, so IPv6 TCP is read at fixed offsets when it follows the fixed
+/// header directly; any other IPv6 TCP packet is kept whole.
 pub fn bpf_filter(ports: &[u16]) -> String {
     let ports: Vec<String> = ports.iter().map(|p| format!("port {p}")).collect();
-    format!("(tcp or udp) and ({})", ports.join(" or "))
+    let v4 = "tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0 \
+              or ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2) != 0";
+    let v6 = "ip6[6] != 6 or ip6[53] & 0x07 != 0 or ip6[4:2] - ((ip6[52] & 0xf0) >> 2) != 0";
+    format!(
+        "({}) and (udp or (ip and tcp and ({v4})) or (ip6 and tcp and ({v6})))",
+        ports.join(" or ")
+    )
 }
 
 /// A running tap; dropping it stops capture and flushes open flows.
@@ -78,14 +93,14 @@ impl Drop for LinuxTap {
     }
 }
 
-/// What the capture thread hands the attribution thread, once per ring block (or
-/// sooner when many connections arrive): one message and one wake-up for a burst of
-/// connections, where one per packet was a measurable share of the agent's cost.
+/// What the capture thread hands the attribution thread: one message and one
+/// wake-up for many connections, where one per packet, and later one per ring
+/// block, was a measurable share of the agent's cost.
 #[derive(Default)]
 struct Handoff {
-    /// LLM connections (or connections that could not be classified yet) whose
-    /// owner should be looked up while their socket is still open.
-    lookups: Vec<FlowKey>,
+    /// LLM connections (or connections that could not be classified yet), with
+    /// their socket's owner as sock_diag saw it when the ClientHello was read.
+    lookups: Vec<(FlowKey, Option<sockdiag::SocketOwner>)>,
     /// Flows that ended.
     done: Vec<FlowRecord>,
 }
@@ -96,9 +111,56 @@ impl Handoff {
     }
 }
 
-/// A handoff is sent early once it holds this many items, so a long burst of packets
-/// (a ring that never runs dry) still reaches attribution while sockets are open.
-const HANDOFF_MAX: usize = 64;
+/// A handoff is sent early once it holds this many items.
+const HANDOFF_MAX: usize = 256;
+/// Handoffs a second under a steady stream of connections, and how many may go
+/// at once after a quiet spell: a lone connection, or a few together, reach the
+/// attribution thread as soon as their ring block is read; under a stream, a
+/// socket waits up to a tenth of a second for its process to be searched for —
+/// while an LLM request, hundreds of milliseconds at the very least, is still open.
+/// (The user comes from sock_diag when the ClientHello is read, in any case.)
+const HANDOFF_RATE: f64 = 10.0;
+const HANDOFF_BURST: f64 = 4.0;
+
+/// A token bucket: `rate` tokens a second, holding at most `cap`; the level may go
+/// below zero when more was spent than there was.
+struct Bucket {
+    level: f64,
+    at: Instant,
+    rate: f64,
+    cap: f64,
+}
+
+impl Bucket {
+    fn full(now: Instant, rate: f64, cap: f64) -> Self {
+        Self {
+            level: cap,
+            at: now,
+            rate,
+            cap,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.level = (self.level + earned).min(self.cap);
+        self.at = self.at.max(now);
+    }
+
+    /// When the level will be at least `need`.
+    fn ready_at(&self, need: f64) -> Instant {
+        if self.level >= need {
+            self.at
+        } else {
+            self.at + Duration::from_secs_f64((need - self.level) / self.rate)
+        }
+    }
+
+    fn take(&mut self, now: Instant, amount: f64) {
+        self.refill(now);
+        self.level -= amount;
+    }
+}
 
 /// Decides whether a host name is one the pipeline keeps (an LLM provider in the
 /// catalog). The owner of a connection is only looked up for those.
@@ -128,11 +190,11 @@ pub fn start(
         .snaplen(65_535)
         // The ring's pages count towards the agent's memory from the start. 2 MiB
         // (eight 256 KiB blocks) holds about 160 ms of a saturated 100 Mbit/s link;
-        // with the capture thread at a raised priority (see `raise_priority`) that
+        // with the capture thread at a raised priority (see `background_thread`) that
         // was enough for no kernel drops at 200 connections/s plus 100 Mbit/s on a
         // busy 2-core machine, where without it 2 MiB dropped hundreds of packets a
         // minute. Kernel drops are reported (status and log).
-        .buffer_size(2 << 20)
+        .buffer_size(RING_BYTES)
         // Packets are delivered in ring blocks; a block is handed over at the latest
         // after this long. Short, because the socket owner is looked up when the
         // ClientHello is read, and a connection must still be open then; long enough
@@ -307,6 +369,27 @@ fn hello_verdict(payload: &[u8], keep: &dyn Fn(&str) -> bool) -> HelloVerdict {
     }
 }
 
+/// The capture ring (see `start`).
+const RING_BYTES: i32 = 2 << 20;
+/// Under steady traffic the capture thread sleeps this long at most between
+/// readings of the ring, instead of waking for every ring block (which at 100
+/// Mbit/s is every 20 ms, and each wake-up costs more than reading the block): ring
+/// blocks wait in the ring meanwhile, and the sleep is shortened so that no more
+/// than half the ring fills at the rate just seen. A quiet ring is waited on (poll)
+/// as before, so the first packets after a quiet spell are read at once.
+const STEADY_SLEEP: Duration = Duration::from_millis(50);
+
+/// How long to sleep before reading a ring that had `bytes` in it since the last
+/// reading `elapsed` ago, or None to wait for it to become readable.
+fn steady_sleep(bytes: u64, elapsed: Duration) -> Option<Duration> {
+    if bytes == 0 {
+        return None;
+    }
+    let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
+    let half_ring = Duration::from_secs_f64(f64::from(RING_BYTES) / 2.0 / rate);
+    Some(half_ring.min(STEADY_SLEEP))
+}
+
 /// Connections whose SYN was seen and whose first client bytes were not yet: bounded,
 /// since SYNs that never lead to data (scans, refused connections) would pile up.
 const MAX_AWAITING: usize = 4096;
@@ -321,17 +404,30 @@ fn capture_loop(
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<Option<String>>>,
 ) {
-    raise_priority();
+    background_thread(-10);
+    // Asked about each LLM connection as its ClientHello is read: the earliest moment
+    // the agent knows it wants the owner, and one netlink round trip.
+    let mut diag = sockdiag::SockDiag::open()
+        .map_err(|e| {
+            tracing::warn!("sock_diag unavailable, flows will carry no process or user: {e}")
+        })
+        .ok();
     let mut tracker = FlowTracker::new(FlowConfig::default());
     // UDP 4-tuples already looked up (QUIC has no SYN to mark the start).
     let mut udp_seen: HashSet<(SocketAddr, SocketAddr)> = HashSet::new();
     let mut awaiting: HashMap<FlowKey, Duration> = HashMap::new();
     let mut handoff = Handoff::default();
+    let mut handoffs = Bucket::full(Instant::now(), HANDOFF_RATE, HANDOFF_BURST);
+    // Ring bytes read since the last time the ring ran dry, and when that was.
+    let mut ring_bytes = 0u64;
+    let mut last_dry = Instant::now();
     let mut dropped = 0u32;
     let mut next_stats = Instant::now() + Duration::from_secs(10);
+    // The attribution thread has gone (the agent is stopping).
+    let mut orphaned = false;
     let flush =
         |handoff: &mut Handoff| handoff.is_empty() || attr.send(std::mem::take(handoff)).is_ok();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !orphaned {
         if Instant::now() >= next_stats {
             next_stats += Duration::from_secs(10);
             if let Ok(st) = cap.stats()
@@ -349,63 +445,91 @@ fn capture_loop(
                 ));
             }
         }
-        match cap.next_packet() {
-            Ok(p) => {
-                let data = p.data;
-                if is_loopback_duplicate(link, data) {
-                    continue;
-                }
-                let ts = Duration::new(
-                    p.header.ts.tv_sec.max(0) as u64,
-                    (p.header.ts.tv_usec.clamp(0, 999_999) as u32) * 1000,
-                );
-                if let Some(cp) = client_packet(link, data, &ports) {
-                    let (tcp, client, server) = cp.key;
-                    if !tcp {
-                        // QUIC's host name needs the Initial decrypted, which the
-                        // tracker does; the owner is looked up at the first datagram.
-                        if udp_seen.len() > 100_000 {
-                            udp_seen.clear();
-                        }
-                        if udp_seen.insert((client, server)) {
-                            handoff.lookups.push(cp.key);
-                        }
-                    } else if cp.syn {
+        // Every packet of the ring blocks that are ready, read in place: next_packet
+        // would copy each one (up to 64 KiB for a segmentation-offloaded packet) out
+        // of the ring first, which at 100 Mbit/s was a tenth of this thread's time.
+        let read = cap.dispatch(None, |p| {
+            if orphaned {
+                return;
+            }
+            let data = p.data;
+            // Each packet takes its bytes plus a header of some 64 bytes in the ring.
+            ring_bytes += data.len() as u64 + 64;
+            if is_loopback_duplicate(link, data) {
+                return;
+            }
+            let ts = Duration::new(
+                p.header.ts.tv_sec.max(0) as u64,
+                (p.header.ts.tv_usec.clamp(0, 999_999) as u32) * 1000,
+            );
+            if let Some(cp) = client_packet(link, data, &ports) {
+                let (tcp, client, server) = cp.key;
+                if !tcp {
+                    // QUIC's host name needs the Initial decrypted, which the
+                    // tracker does; the owner is looked up at the first datagram.
+                    if udp_seen.len() > 100_000 {
+                        udp_seen.clear();
+                    }
+                    if udp_seen.insert((client, server)) {
+                        let owner = diag.as_mut().and_then(|d| d.lookup(tcp, client, server));
+                        handoff.lookups.push((cp.key, owner));
+                    }
+                } else if cp.syn {
+                    if awaiting.len() >= MAX_AWAITING {
+                        awaiting.retain(|_, at| ts.saturating_sub(*at) < Duration::from_secs(10));
                         if awaiting.len() >= MAX_AWAITING {
-                            awaiting
-                                .retain(|_, at| ts.saturating_sub(*at) < Duration::from_secs(10));
-                            if awaiting.len() >= MAX_AWAITING {
-                                awaiting.clear();
-                            }
+                            awaiting.clear();
                         }
-                        awaiting.insert(cp.key, ts);
-                    } else if !cp.payload.is_empty()
-                        && !awaiting.is_empty()
-                        && awaiting.remove(&cp.key).is_some()
-                        && hello_verdict(cp.payload, &*keep) != HelloVerdict::Skip
-                    {
-                        handoff.lookups.push(cp.key);
                     }
-                }
-                tracker.track(ts, link, data);
-                for r in tracker.poll_expired(ts) {
-                    if r.transport == FlowTransport::Quic {
-                        udp_seen.remove(&(r.client, r.server));
-                    }
-                    handoff.done.push(r);
-                }
-                if handoff.lookups.len() + handoff.done.len() >= HANDOFF_MAX && !flush(&mut handoff)
+                    awaiting.insert(cp.key, ts);
+                } else if !cp.payload.is_empty()
+                    && !awaiting.is_empty()
+                    && awaiting.remove(&cp.key).is_some()
+                    && hello_verdict(cp.payload, &*keep) != HelloVerdict::Skip
                 {
-                    return;
+                    let owner = diag.as_mut().and_then(|d| d.lookup(tcp, client, server));
+                    handoff.lookups.push((cp.key, owner));
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => {
-                // The ring has nothing more for now: hand over this block's work
-                // before sleeping.
-                if !flush(&mut handoff) {
-                    return;
+            tracker.track(ts, link, data);
+            for r in tracker.poll_expired(ts) {
+                if r.transport == FlowTransport::Quic {
+                    udp_seen.remove(&(r.client, r.server));
                 }
-                wait_readable(&cap, 100);
+                handoff.done.push(r);
+            }
+            if handoff.lookups.len() + handoff.done.len() >= HANDOFF_MAX {
+                handoffs.take(Instant::now(), 1.0);
+                if !flush(&mut handoff) {
+                    orphaned = true;
+                }
+            }
+        });
+        let now = Instant::now();
+        if !handoff.is_empty() && now >= handoffs.ready_at(1.0) {
+            handoffs.take(now, 1.0);
+            if !flush(&mut handoff) {
+                return;
+            }
+        }
+        match read {
+            Ok(0) => {
+                // The ring has nothing more for now: sleep until packets come (or a
+                // while, under steady traffic), the handoff is due, or it is time to
+                // look for flows that went idle.
+                let steady = steady_sleep(ring_bytes, now.saturating_duration_since(last_dry));
+                ring_bytes = 0;
+                last_dry = now;
+                let mut wait = steady.unwrap_or(Duration::from_millis(100));
+                if !handoff.is_empty() {
+                    wait = wait.min(handoffs.ready_at(1.0).saturating_duration_since(now));
+                }
+                let ms = wait.as_millis().clamp(1, 100) as i32;
+                if steady.is_some() {
+                    std::thread::sleep(Duration::from_millis(ms as u64));
+                } else {
+                    wait_readable(&cap, ms);
+                }
                 for r in tracker.poll_expired(wall_clock()) {
                     if r.transport == FlowTransport::Quic {
                         udp_seen.remove(&(r.client, r.server));
@@ -413,12 +537,16 @@ fn capture_loop(
                     handoff.done.push(r);
                 }
             }
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!("packet capture stopped: {e}");
                 *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("STOPPED: {e}"));
                 break;
             }
         }
+    }
+    if orphaned {
+        return;
     }
     if let Ok(st) = cap.stats() {
         tracing::info!(
@@ -431,20 +559,32 @@ fn capture_loop(
     flush(&mut handoff);
 }
 
-/// Gives the capture thread a higher scheduling priority when the agent may (root or
-/// CAP_SYS_NICE). The ring holds a few hundred milliseconds of a busy link; on a
-/// loaded machine a capture thread that waits that long for a core loses packets.
-/// The thread uses well under 1 % of a core, so running it first takes nothing
-/// measurable from anyone else.
-fn raise_priority() {
-    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
-    let rc = unsafe {
+/// Makes the calling thread a background thread: `SCHED_BATCH`, so that waking up
+/// never preempts whatever the user is running (the kernel lets a batch thread run
+/// at the next tick or on an idle core instead), and, when the agent may (root or
+/// CAP_SYS_NICE), the given nice value. Every agent thread is batch work: packets
+/// wait in the ring, flows in channels, events in the spool. The capture thread
+/// also asks for nice -10, a larger share of a busy core, because its ring holds
+/// only a few hundred milliseconds of a busy link and a capture thread that gets too
+/// little CPU on a loaded machine loses packets; it uses well under 1 % of a core.
+pub fn background_thread(nice: i32) {
+    // SAFETY: gettid has no preconditions; sched_setscheduler and setpriority only
+    // read their arguments (a valid sched_param for the call's duration).
+    let (policy, prio) = unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10)
+        let param = libc::sched_param { sched_priority: 0 };
+        let policy = libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
+        let prio = if nice == 0 {
+            0
+        } else {
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        (policy, prio)
     };
-    if rc != 0 {
+    if policy != 0 || prio != 0 {
         tracing::debug!(
-            "capture thread keeps the default priority: {}",
+            nice,
+            "thread keeps part of its default scheduling: {}",
             std::io::Error::last_os_error()
         );
     }
@@ -470,58 +610,100 @@ struct Owner {
     at: Instant,
 }
 
-/// Finds the owners of many sockets at once: one sock_diag query per socket, then
-/// one search of the processes for all their inodes together.
+/// The share of one core the searches of the processes may use over time. A
+/// search reads every descriptor of the processes that own recent connections, one
+/// readlink each, so its cost grows with the number of open files of a busy client:
+/// one with thousands of them opening connections non-stop makes rounds rarer
+/// instead of making the agent expensive. Rounds that a full budget allows are
+/// never delayed by it.
+const SCAN_CPU_SHARE: f64 = 0.005;
+/// CPU time the searches may spend at once from a full budget (a search of every
+/// process when a new client appears costs a few milliseconds).
+const SCAN_BURST: Duration = Duration::from_millis(50);
+
+/// When the next round of searching may start: when the CPU budget is back in
+/// credit.
+struct ScanPacer(Bucket);
+
+impl ScanPacer {
+    fn new(now: Instant) -> Self {
+        Self(Bucket::full(now, SCAN_CPU_SHARE, SCAN_BURST.as_secs_f64()))
+    }
+
+    fn next_at(&self) -> Instant {
+        self.0.ready_at(0.0)
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        now >= self.next_at()
+    }
+
+    /// A round that started at `start` used `cpu` of CPU time.
+    fn spent(&mut self, start: Instant, cpu: Duration) {
+        self.0.take(start, cpu.as_secs_f64());
+    }
+}
+
+/// CPU time used by the calling thread (what a round of searching costs, whatever
+/// else the machine is doing meanwhile).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is valid for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// Finds the owners of sockets: sock_diag for the uid and inode of one socket, then
+/// one search of the processes for the inodes of many.
 struct Attributor {
     diag: Option<sockdiag::SockDiag>,
     procs: sockdiag::ProcIndex,
+    pacer: ScanPacer,
+    rounds: u64,
 }
 
 impl Attributor {
-    fn owners(&mut self, keys: &[FlowKey]) -> Vec<Owner> {
-        let sockets: Vec<Option<sockdiag::SocketOwner>> = keys
-            .iter()
-            .map(|&(tcp, client, server)| {
-                self.diag
-                    .as_mut()
-                    .and_then(|d| d.lookup(tcp, client, server))
+    fn socket(&mut self, (tcp, client, server): FlowKey) -> Option<sockdiag::SocketOwner> {
+        self.diag
+            .as_mut()
+            .and_then(|d| d.lookup(tcp, client, server))
+    }
+
+    /// One round: searches the processes for the sockets of `sockets` (key and
+    /// inode), counting its CPU time against the budget. Afterwards
+    /// [`sockdiag::ProcIndex::known_pid`] answers for the sockets it found.
+    fn search(&mut self, sockets: &[(FlowKey, u32)]) {
+        let start = Instant::now();
+        let cpu = thread_cpu_time();
+        let inodes: Vec<u32> = sockets.iter().map(|&(_, i)| i).collect();
+        let diag = &mut self.diag;
+        // A socket whose file was closed since (inode 0 now, or gone) is in no
+        // process's descriptors: searching every process for it is futile.
+        let still_open = |inode: u32| {
+            sockets.iter().any(|&((tcp, c, s), i)| {
+                i == inode
+                    && diag
+                        .as_mut()
+                        .and_then(|d| d.lookup(tcp, c, s))
+                        .is_some_and(|now| now.inode == inode)
             })
-            .collect();
-        let wanted: Vec<u32> = sockets.iter().flatten().map(|o| o.inode).collect();
-        if !wanted.is_empty() {
-            let diag = &mut self.diag;
-            // A socket whose file was closed since (inode 0 now, or gone) is in no
-            // process's descriptors: searching every process for it is futile.
-            let still_open = |inode: u32| {
-                keys.iter().zip(&sockets).any(|(&(tcp, c, s), o)| {
-                    o.is_some_and(|o| o.inode == inode)
-                        && diag
-                            .as_mut()
-                            .and_then(|d| d.lookup(tcp, c, s))
-                            .is_some_and(|now| now.inode == inode)
-                })
-            };
-            self.procs.find(&wanted, still_open);
-        }
-        sockets
-            .into_iter()
-            .map(|o| {
-                let (user, process) = match o {
-                    Some(o) => (
-                        self.procs.user_name(o.uid),
-                        self.procs
-                            .known_pid(o.inode)
-                            .and_then(|pid| self.procs.process_info(pid)),
-                    ),
-                    None => (None, None),
-                };
-                Owner {
-                    user,
-                    process,
-                    at: Instant::now(),
-                }
-            })
-            .collect()
+        };
+        self.procs.find(&inodes, still_open);
+        self.rounds += 1;
+        self.pacer
+            .spent(start, thread_cpu_time().saturating_sub(cpu));
+    }
+
+    fn process_of(&mut self, inode: u32) -> Option<ProcessInfo> {
+        self.procs
+            .known_pid(inode)
+            .and_then(|pid| self.procs.process_info(pid))
     }
 }
 
@@ -530,6 +712,8 @@ fn attribution_loop(
     keep: HostFilter,
     out: tokio::sync::mpsc::Sender<ObservedFlow>,
 ) {
+    use std::sync::mpsc::RecvTimeoutError;
+    background_thread(0);
     let diag = match sockdiag::SockDiag::open() {
         Ok(d) => Some(d),
         Err(e) => {
@@ -540,70 +724,126 @@ fn attribution_loop(
     let mut attr = Attributor {
         diag,
         procs: sockdiag::ProcIndex::default(),
+        pacer: ScanPacer::new(Instant::now()),
+        rounds: 0,
     };
     let mut owners: HashMap<FlowKey, Owner> = HashMap::new();
+    // Open sockets whose process is not known yet, for the next round.
+    let mut pending: Vec<(FlowKey, u32)> = Vec::new();
     let mut lookups = 0u64;
-    let mut batches = 0u64;
     loop {
-        let Ok(mut batch) = rx.recv() else {
+        let next = if pending.is_empty() {
+            rx.recv().ok()
+        } else {
+            let wait = attr
+                .pacer
+                .next_at()
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(h) => Some(h),
+                Err(RecvTimeoutError::Timeout) => Some(Handoff::default()),
+                Err(RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let Some(mut batch) = next else {
             let st = attr.procs.stats;
             tracing::info!(
                 lookups,
-                batches,
+                rounds = attr.rounds,
                 process_scans = st.process_scans,
                 full_scans = st.full_scans,
                 "attribution ended"
             );
             return;
         };
-        // Whatever else is queued joins this round: one search of the processes
-        // serves all of it.
         while let Ok(more) = rx.try_recv() {
             batch.lookups.extend(more.lookups);
             batch.done.extend(more.done);
         }
-        if !batch.lookups.is_empty() {
-            lookups += batch.lookups.len() as u64;
-            batches += 1;
-            if owners.len() > 50_000 {
-                // Connections that were never TLS never produce a record; forget
-                // their owners after a while.
-                owners.retain(|_, o| o.at.elapsed() < Duration::from_secs(600));
+        if owners.len() > 50_000 {
+            // Connections that were never TLS never produce a record; forget their
+            // owners after a while.
+            owners.retain(|_, o| o.at.elapsed() < Duration::from_secs(600));
+        }
+        for (key, socket) in batch.lookups {
+            lookups += 1;
+            let user = socket.and_then(|s| attr.procs.user_name(s.uid));
+            let mut process = None;
+            if let Some(s) = socket.filter(|s| s.inode != 0) {
+                // A socket an earlier round already passed needs no search.
+                process = attr.process_of(s.inode);
+                if process.is_none() {
+                    pending.push((key, s.inode));
+                }
             }
-            let found = attr.owners(&batch.lookups);
-            for (key, owner) in batch.lookups.into_iter().zip(found) {
-                tracing::debug!(client = %key.1, server = %key.2, tcp = key.0, user = ?owner.user, process = ?owner.process.as_ref().map(|p| p.pid), "new connection attributed");
-                owners.insert(key, owner);
+            tracing::debug!(client = %key.1, server = %key.2, tcp = key.0, user = ?user, "new connection");
+            owners.insert(
+                key,
+                Owner {
+                    user,
+                    process,
+                    at: Instant::now(),
+                },
+            );
+        }
+        if !pending.is_empty() && attr.pacer.due(Instant::now()) {
+            attr.search(&pending);
+            for (key, inode) in pending.drain(..) {
+                let process = attr.process_of(inode);
+                if let Some(o) = owners.get_mut(&key) {
+                    tracing::debug!(client = %key.1, server = %key.2, process = ?process.as_ref().map(|p| p.pid), "connection attributed");
+                    o.process = process;
+                }
             }
         }
-        let flows: Vec<(FlowKey, Option<Owner>)> = batch
+        if batch.done.is_empty() {
+            continue;
+        }
+        let keys: Vec<FlowKey> = batch
             .done
             .iter()
-            .map(|r| {
-                let key = (r.transport == FlowTransport::Tcp, r.client, r.server);
-                let owner = owners
-                    .remove(&key)
-                    .filter(|o| o.user.is_some() || o.process.is_some());
-                (key, owner)
-            })
+            .map(|r| (r.transport == FlowTransport::Tcp, r.client, r.server))
             .collect();
-        // LLM flows whose owner is unknown (capture started after their SYN, or a
-        // split hello): their sockets may still be open. Other flows are dropped by
-        // the pipeline and are not searched for.
-        let late: Vec<FlowKey> = flows
+        if !pending.is_empty() {
+            // A connection that ended is not searched for any more: its socket is
+            // closed or about to be, and its flow goes out now.
+            let ended: HashSet<&FlowKey> = keys.iter().collect();
+            pending.retain(|(k, _)| !ended.contains(k));
+        }
+        // LLM flows that were never looked up (capture started after their SYN):
+        // their sockets may still be open. Other flows are dropped by the pipeline
+        // and are not searched for.
+        let late: Vec<(FlowKey, Option<sockdiag::SocketOwner>)> = keys
             .iter()
             .zip(&batch.done)
-            .filter(|((_, o), r)| o.is_none() && r.sni.as_deref().is_some_and(|h| keep(h)))
-            .map(|((k, _), _)| *k)
+            .filter(|(k, r)| !owners.contains_key(*k) && r.sni.as_deref().is_some_and(|h| keep(h)))
+            .map(|(k, _)| (*k, attr.socket(*k)))
             .collect();
-        let mut late_owners = attr.owners(&late).into_iter();
-        for ((_, owner), r) in flows.into_iter().zip(&batch.done) {
-            let owner = match owner {
-                Some(o) => Some(o),
-                None if r.sni.as_deref().is_some_and(|h| keep(h)) => late_owners.next(),
-                None => None,
-            };
-            let (user, process) = owner.map_or((None, None), |o| (o.user, o.process));
+        let late_open: Vec<(FlowKey, u32)> = late
+            .iter()
+            .filter_map(|(k, s)| s.filter(|s| s.inode != 0).map(|s| (*k, s.inode)))
+            .collect();
+        if !late_open.is_empty() && attr.pacer.due(Instant::now()) {
+            attr.search(&late_open);
+        }
+        for (key, socket) in late {
+            let user = socket.and_then(|s| attr.procs.user_name(s.uid));
+            let process = socket
+                .filter(|s| s.inode != 0)
+                .and_then(|s| attr.process_of(s.inode));
+            owners.insert(
+                key,
+                Owner {
+                    user,
+                    process,
+                    at: Instant::now(),
+                },
+            );
+        }
+        for (key, r) in keys.iter().zip(&batch.done) {
+            let (user, process) = owners
+                .remove(key)
+                .map_or((None, None), |o| (o.user, o.process));
             if out.blocking_send(to_observed(r, user, process)).is_err() {
                 return;
             }
@@ -645,13 +885,63 @@ pub fn to_observed(
 mod tests {
     use super::*;
 
+    /// An Ethernet frame: IPv4 or IPv6, then TCP (with `flags` and `payload`) or
+    /// UDP, from port 50000 to `port`.
+    fn frame(v6: bool, tcp: bool, port: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&50000u16.to_be_bytes());
+        l4.extend_from_slice(&port.to_be_bytes());
+        if tcp {
+            l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]); // seq, ack
+            l4.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+        }
+        l4.extend_from_slice(payload);
+        let proto = if tcp { 6 } else { 17 };
+        let mut f = vec![0u8; 12];
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
+            f.extend_from_slice(&[0xfd; 32]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
     #[test]
-    fn filter_text() {
-        assert_eq!(bpf_filter(&[443]), "(tcp or udp) and (port 443)");
-        assert_eq!(
-            bpf_filter(&[443, 8443]),
-            "(tcp or udp) and (port 443 or port 8443)"
-        );
+    fn the_kernel_filter_keeps_what_the_tracker_uses_and_drops_pure_acks() {
+        let cap = pcap::Capture::dead(pcap::Linktype::ETHERNET).unwrap();
+        let prog = cap.compile(&bpf_filter(&[443, 8443]), true).unwrap();
+        const SYN: u8 = 0x02;
+        const FIN: u8 = 0x01;
+        const RST: u8 = 0x04;
+        const ACK: u8 = 0x10;
+        const PSH: u8 = 0x08;
+        for v6 in [false, true] {
+            let keeps = |tcp, port, flags, payload: &[u8]| {
+                prog.filter(&frame(v6, tcp, port, flags, payload))
+            };
+            assert!(keeps(true, 443, SYN, b""), "SYN (v6 {v6})");
+            assert!(keeps(true, 443, SYN | ACK, b""), "SYN-ACK");
+            assert!(keeps(true, 443, FIN | ACK, b""), "FIN");
+            assert!(keeps(true, 443, RST, b""), "RST");
+            assert!(keeps(true, 443, PSH | ACK, b"\x16\x03\x01"), "data");
+            assert!(keeps(true, 8443, ACK, b"x"), "one byte on another port");
+            assert!(
+                !keeps(true, 443, ACK, b""),
+                "a pure ACK is dropped (v6 {v6})"
+            );
+            assert!(keeps(false, 443, 0, b"quic"), "UDP");
+            assert!(!keeps(true, 80, PSH | ACK, b"GET /"), "other ports");
+            assert!(!keeps(false, 53, 0, b"dns"), "other UDP");
+        }
     }
 
     #[test]
@@ -662,6 +952,88 @@ mod tests {
         assert!(is_loopback_duplicate(LinkType::LinuxSll, &sll));
         sll[0..2].copy_from_slice(&0u16.to_be_bytes());
         assert!(!is_loopback_duplicate(LinkType::LinuxSll, &sll));
+    }
+
+    #[test]
+    fn a_busy_ring_is_read_at_intervals_that_leave_half_of_it_free() {
+        // Quiet: wait for the ring.
+        assert_eq!(steady_sleep(0, Duration::from_millis(30)), None);
+        // A few connections a second: the longest sleep.
+        assert_eq!(
+            steady_sleep(20_000, Duration::from_millis(50)),
+            Some(STEADY_SLEEP)
+        );
+        // 100 Mbit/s: 12.5 MB/s fills half of a 2 MiB ring in 84 ms.
+        assert_eq!(
+            steady_sleep(12_500_000 / 20, Duration::from_millis(50)),
+            Some(STEADY_SLEEP)
+        );
+        // 1 Gbit/s: 8 ms.
+        let s = steady_sleep(125_000_000 / 20, Duration::from_millis(50)).unwrap();
+        assert!(
+            s > Duration::from_millis(7) && s < Duration::from_millis(9),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn searching_keeps_to_its_cpu_budget() {
+        let t0 = Instant::now();
+        let mut p = ScanPacer::new(t0);
+        // Cheap rounds are never delayed.
+        assert!(p.due(t0));
+        p.spent(t0, Duration::from_micros(200));
+        assert!(p.due(t0 + Duration::from_millis(1)));
+        // A search of every process costing more than the burst: the next round
+        // waits until the budget is back in credit (some 10 ms over at 0.5 %: 2 s).
+        let t1 = t0 + Duration::from_millis(1);
+        p.spent(t1, SCAN_BURST + Duration::from_millis(10));
+        assert!(!p.due(t1 + Duration::from_millis(1900)));
+        assert!(p.due(t1 + Duration::from_millis(2100)));
+        // A client that makes every round cost 5 ms, searched for whenever allowed:
+        // over a minute the searches use no more than their share of a core
+        // (plus the one burst).
+        let mut q = ScanPacer::new(t0);
+        let (mut now, mut cpu) = (t0, Duration::ZERO);
+        let end = t0 + Duration::from_secs(60);
+        while now < end {
+            if q.due(now) {
+                q.spent(now, Duration::from_millis(5));
+                cpu += Duration::from_millis(5);
+            }
+            now += Duration::from_millis(1);
+        }
+        let share = cpu.as_secs_f64() / 60.0;
+        assert!(
+            share <= SCAN_CPU_SHARE + SCAN_BURST.as_secs_f64() / 60.0 + 0.0002,
+            "share {share}"
+        );
+        assert!(share >= SCAN_CPU_SHARE * 0.9, "the budget is used: {share}");
+    }
+
+    #[test]
+    fn handoffs_go_at_once_after_a_quiet_spell_and_at_their_rate_under_load() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(t0, HANDOFF_RATE, HANDOFF_BURST);
+        // A few connections together: each handoff at once.
+        for _ in 0..HANDOFF_BURST as usize {
+            assert!(b.ready_at(1.0) <= t0);
+            b.take(t0, 1.0);
+        }
+        assert_eq!(
+            b.ready_at(1.0),
+            t0 + Duration::from_secs_f64(1.0 / HANDOFF_RATE)
+        );
+        // A stream for a minute, a handoff whenever allowed: the rate, plus the burst.
+        let (mut now, mut sent) = (t0, 0);
+        while now < t0 + Duration::from_secs(60) {
+            if b.ready_at(1.0) <= now {
+                b.take(now, 1.0);
+                sent += 1;
+            }
+            now += Duration::from_millis(1);
+        }
+        assert!((595..=601).contains(&sent), "{sent}");
     }
 
     /// A ClientHello as a real TLS stack (rustls) writes it.
