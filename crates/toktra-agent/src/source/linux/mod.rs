@@ -371,13 +371,17 @@ fn hello_verdict(payload: &[u8], keep: &dyn Fn(&str) -> bool) -> HelloVerdict {
 
 /// The capture ring (see `start`).
 const RING_BYTES: i32 = 2 << 20;
-/// Under steady traffic the capture thread sleeps this long at most between
+/// Under heavy traffic the capture thread sleeps this long at most between
 /// readings of the ring, instead of waking for every ring block (which at 100
 /// Mbit/s is every 20 ms, and each wake-up costs more than reading the block): ring
 /// blocks wait in the ring meanwhile, and the sleep is shortened so that no more
-/// than half the ring fills at the rate just seen. A quiet ring is waited on (poll)
-/// as before, so the first packets after a quiet spell are read at once.
+/// than half the ring fills at the rate just seen. Lighter traffic is waited on
+/// (poll) as before, so a ClientHello is read — and its socket's owner asked for —
+/// within a ring block's timeout, while even a short connection is open.
 const STEADY_SLEEP: Duration = Duration::from_millis(50);
+/// Ring bytes a second from which the capture thread sleeps between readings: a
+/// ring block every quarter second, far more than LLM requests alone ever send.
+const STEADY_RATE: f64 = 1_000_000.0;
 
 /// How long to sleep before reading a ring that had `bytes` in it since the last
 /// reading `elapsed` ago, or None to wait for it to become readable.
@@ -386,6 +390,9 @@ fn steady_sleep(bytes: u64, elapsed: Duration) -> Option<Duration> {
         return None;
     }
     let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
+    if rate < STEADY_RATE {
+        return None;
+    }
     let half_ring = Duration::from_secs_f64(f64::from(RING_BYTES) / 2.0 / rate);
     Some(half_ring.min(STEADY_SLEEP))
 }
@@ -958,11 +965,8 @@ mod tests {
     fn a_busy_ring_is_read_at_intervals_that_leave_half_of_it_free() {
         // Quiet: wait for the ring.
         assert_eq!(steady_sleep(0, Duration::from_millis(30)), None);
-        // A few connections a second: the longest sleep.
-        assert_eq!(
-            steady_sleep(20_000, Duration::from_millis(50)),
-            Some(STEADY_SLEEP)
-        );
+        // A few connections a second: waited for, so that hellos are read at once.
+        assert_eq!(steady_sleep(20_000, Duration::from_millis(50)), None);
         // 100 Mbit/s: 12.5 MB/s fills half of a 2 MiB ring in 84 ms.
         assert_eq!(
             steady_sleep(12_500_000 / 20, Duration::from_millis(50)),
