@@ -29,12 +29,23 @@ const lat = [];
 let failed = 0;
 let bulkBytes = 0;
 
+// Each request lasts about a quarter of a second, as the quickest real LLM requests
+// do (the time to a first token alone is hundreds of milliseconds): every other one
+// streamed (8 SSE chunks 30 ms apart), the others plain JSON after 250 ms. The agent
+// looks up a connection's process while it is open; connections of a few
+// milliseconds, which no LLM request is, would measure something else.
+const REQUESTS = [
+  { path: '/v1/chat/completions?chunks=8&delay=30', body: '{"stream": true}' },
+  { path: '/v1/chat/completions?chunks=8&delay=50', body: '{"stream": false}' },
+];
+
 function one(i) {
   const host = hosts[i % hosts.length];
+  const { path, body } = REQUESTS[i % REQUESTS.length];
   const t0 = process.hrtime.bigint();
   const s = tls.connect({ host: addr, port: 443, servername: host, ca, ALPNProtocols: ['http/1.1'] }, () => {
     lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    s.write(`POST /v1/chat/completions?chunks=4&delay=0 HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: 17\r\nconnection: close\r\n\r\n{"stream": false}`);
+    s.write(`POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
   });
   s.on('data', () => {});
   s.on('error', () => { failed++; });
