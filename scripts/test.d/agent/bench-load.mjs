@@ -5,6 +5,8 @@
 // latency there (one per line) so that several phases can be pooled.
 //   node bench-load.mjs ADDR RATE SECONDS BULK_MBIT [LATENCIES_FILE]
 //   node bench-load.mjs --pool FILE...     (percentiles over all the files' latencies)
+//   node bench-load.mjs --compare DIR N    (DIR/lat-with-I against DIR/lat-without-I,
+//                                           I = 1..N: see `compare` below)
 import tls from 'node:tls';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -18,6 +20,52 @@ function summary(lat) {
 if (process.argv[2] === '--pool') {
   const lat = process.argv.slice(3).flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number));
   console.log(JSON.stringify({ connections: lat.length, handshake_ms: summary(lat) }));
+  process.exit(0);
+}
+
+// The p50 and p90 ratios of "with" over "without", all phases pooled, with a 95 %
+// confidence interval from a bootstrap over the pairs of phases: resampling whole
+// pairs (with replacement) keeps both the sampling noise of each phase and the
+// drift between phases in the interval. Also each pair's own ratios (min, median,
+// max), the raw spread. The resampling is seeded: the same files give the same
+// interval.
+function compare(dir, n) {
+  const read = (f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number);
+  const pairs = Array.from({ length: n }, (_, i) => ({ w: read(`${dir}/lat-with-${i + 1}`), o: read(`${dir}/lat-without-${i + 1}`) }));
+  const quantiles = (xs) => {
+    const s = Float64Array.from(xs).sort();
+    const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+    return [q(0.5), q(0.9)];
+  };
+  const ratios = (sample) => {
+    const [w50, w90] = quantiles(sample.flatMap((p) => p.w));
+    const [o50, o90] = quantiles(sample.flatMap((p) => p.o));
+    return [w50 / o50, w90 / o90];
+  };
+  let seed = 0x2545f491;
+  const rand = () => {
+    seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+    return (seed >>> 0) / 4294967296;
+  };
+  const boot = Array.from({ length: 1000 }, () => ratios(Array.from({ length: n }, () => pairs[Math.floor(rand() * n)])));
+  const r3 = (x) => Math.round(x * 1000) / 1000;
+  const ci = (k) => {
+    const s = boot.map((b) => b[k]).sort((a, b) => a - b);
+    return [r3(s[Math.floor(0.025 * s.length)]), r3(s[Math.floor(0.975 * s.length)])];
+  };
+  const spread = (k) => {
+    const s = pairs.map((p) => ratios([p])[k]).sort((a, b) => a - b);
+    return { min: r3(s[0]), median: r3(s[Math.floor(s.length / 2)]), max: r3(s[s.length - 1]) };
+  };
+  const [p50, p90] = ratios(pairs);
+  return {
+    p50: { ratio: r3(p50), ci95: ci(0), pairs: spread(0) },
+    p90: { ratio: r3(p90), ci95: ci(1), pairs: spread(1) },
+  };
+}
+
+if (process.argv[2] === '--compare') {
+  console.log(JSON.stringify(compare(process.argv[3], Number(process.argv[4]))));
   process.exit(0);
 }
 
