@@ -273,6 +273,8 @@ rc=$?
 rc2=$?
 "$BIN" agent --config "$T/empty.toml" >"$T/noorg.log" 2>&1
 rc3=$?
+"$AGENT_BIN" run --config "$T/empty.toml" --org-id acme --log-level 9 >"$T/badconf-agent.log" 2>&1
+rc4=$?
 set -e
 cat "$T/nocap.log" "$T/badconf.log" "$T/noorg.log"
 check "without CAP_NET_RAW: non-zero exit" test "$rc" -ne 0
@@ -282,6 +284,8 @@ check "bad LogLevel: exit 2, one message naming the key and the fix" \
   bash -c "[ $rc2 = 2 ] && [ \$(wc -l <'$T/badconf.log') = 1 ] && grep -q 'LogLevel' '$T/badconf.log' && grep -q 'Fix:' '$T/badconf.log'"
 check "missing OrgId: exit 2 naming OrgId and TOKTRA_ORG_ID" \
   bash -c "[ $rc3 = 2 ] && grep -q OrgId '$T/noorg.log' && grep -q TOKTRA_ORG_ID '$T/noorg.log'"
+check "each binary names itself in its errors (toktra agent:, toktra-agent:)" \
+  bash -c "[ $rc4 = 2 ] && grep -q '^toktra-agent: .*LogLevel' '$T/badconf-agent.log' && grep -q '^toktra agent: ' '$T/badconf.log'"
 for sub in run status; do
   check "toktra-agent $sub takes the same flags as toktra agent $sub" bash -c \
     "diff <('$AGENT_BIN' $sub --help | sed -n '/^Options:/,\$p') <('$BIN' agent $sub --help | sed -n '/^Options:/,\$p')"

@@ -323,11 +323,18 @@ fn background_thread() {
 #[cfg(not(target_os = "linux"))]
 fn background_thread() {}
 
+/// How messages name this program: this module is compiled into both `toktra`
+/// (as `toktra agent`) and `toktra-agent`.
+const PROGRAM: &str = match env!("CARGO_BIN_NAME").as_bytes() {
+    b"toktra-agent" => "toktra-agent",
+    _ => "toktra agent",
+};
+
 fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match args.resolve() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("toktra agent: {e}");
+            eprintln!("{PROGRAM}: {e}");
             return Ok(ExitCode::from(2));
         }
     };
