@@ -617,6 +617,16 @@ struct Owner {
     at: Instant,
 }
 
+impl Owner {
+    fn new(user: Option<String>, process: Option<ProcessInfo>) -> Self {
+        Self {
+            user,
+            process,
+            at: Instant::now(),
+        }
+    }
+}
+
 /// The share of one core the searches of the processes may use over time. A
 /// search reads every descriptor of the processes that own recent connections, one
 /// readlink each, so its cost grows with the number of open files of a busy client:
@@ -784,14 +794,7 @@ fn attribution_loop(
                 }
             }
             tracing::debug!(client = %key.1, server = %key.2, tcp = key.0, user = ?user, "new connection");
-            owners.insert(
-                key,
-                Owner {
-                    user,
-                    process,
-                    at: Instant::now(),
-                },
-            );
+            owners.insert(key, Owner::new(user, process));
         }
         if !pending.is_empty() && attr.pacer.due(Instant::now()) {
             attr.search(&pending);
@@ -838,14 +841,7 @@ fn attribution_loop(
             let process = socket
                 .filter(|s| s.inode != 0)
                 .and_then(|s| attr.process_of(s.inode));
-            owners.insert(
-                key,
-                Owner {
-                    user,
-                    process,
-                    at: Instant::now(),
-                },
-            );
+            owners.insert(key, Owner::new(user, process));
         }
         for (key, r) in keys.iter().zip(&batch.done) {
             let (user, process) = owners
