@@ -548,30 +548,15 @@ mod tests {
             let _ = stop.await;
         }));
         let event = |bytes_out: u64| FlowEvent {
-            event_id: uuid::Uuid::now_v7(),
             source: Source::Extension,
-            started_at: Utc::now(),
-            duration_ms: 10,
             transport: toktra_proto::Transport::Http,
-            sni: Some("api.openai.com".into()),
             alpn: Vec::new(),
-            ja4: None,
-            ech: false,
-            provider: Some("openai".into()),
-            product: None,
-            category: None,
             bytes_out,
             bytes_in: 2 * bytes_out,
-            records_in: None,
-            est_input_tokens: 1,
-            est_output_tokens: 2,
             user: None,
-            process: None,
-            dst_ip: None,
             dst_port: None,
-            endpoint: None,
             source_domain: Some("chat.example.com".into()),
-            streaming: None,
+            ..FlowEvent::example("")
         };
         let events = vec![event(7), event(8)];
         let (stored, was_stored) = oneshot::channel();

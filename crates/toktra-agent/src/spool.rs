@@ -778,34 +778,13 @@ fn add_gap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toktra_proto::{Source, Transport};
 
     pub(crate) fn event(i: u64) -> FlowEvent {
         FlowEvent {
-            event_id: Uuid::now_v7(),
-            source: Source::Linux,
-            started_at: Utc::now(),
-            duration_ms: 10,
-            transport: Transport::Tcp,
-            sni: Some("api.openai.com".into()),
-            alpn: vec!["h2".into()],
-            ja4: None,
-            ech: false,
-            provider: Some("openai".into()),
-            product: None,
-            category: None,
             bytes_out: i,
             bytes_in: 2 * i,
             records_in: Some(3),
-            est_input_tokens: 1,
-            est_output_tokens: 2,
-            user: Some("alice".into()),
-            process: None,
-            dst_ip: None,
-            dst_port: Some(443),
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
+            ..FlowEvent::example("alice")
         }
     }
 

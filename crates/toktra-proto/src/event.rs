@@ -138,6 +138,41 @@ pub struct FlowEvent {
     pub streaming: Option<bool>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
+impl FlowEvent {
+    /// A classified LLM event as a Linux agent reports it — an HTTPS connection of
+    /// `user` to api.openai.com that ended now, bytes and estimates small and fixed —
+    /// for tests and benchmarks to adjust with struct update syntax.
+    pub fn example(user: &str) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            source: Source::Linux,
+            started_at: chrono::Utc::now(),
+            duration_ms: 100,
+            transport: Transport::Tcp,
+            sni: Some("api.openai.com".into()),
+            alpn: vec!["h2".into()],
+            ja4: None,
+            ech: false,
+            provider: Some("openai".into()),
+            product: None,
+            category: None,
+            bytes_out: 10,
+            bytes_in: 20,
+            records_in: None,
+            est_input_tokens: 1,
+            est_output_tokens: 2,
+            user: Some(user.into()),
+            process: None,
+            dst_ip: None,
+            dst_port: Some(443),
+            endpoint: None,
+            source_domain: None,
+            streaming: None,
+        }
+    }
+}
+
 /// A gap: events the device had to drop (spool full or too old) since a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dropped {
@@ -304,16 +339,10 @@ mod tests {
 
     fn sample() -> FlowEvent {
         FlowEvent {
-            event_id: Uuid::now_v7(),
-            source: Source::Linux,
             started_at: "2026-11-26T06:00:00Z".parse().unwrap(),
             duration_ms: 1200,
-            transport: Transport::Tcp,
-            sni: Some("api.openai.com".into()),
             alpn: vec!["h2".into(), "http/1.1".into()],
             ja4: Some("t13d1516h2_8daaf6152771_b0da82dd1658".into()),
-            ech: false,
-            provider: Some("openai".into()),
             product: Some("OpenAI API".into()),
             category: Some("api".into()),
             bytes_out: 2000,
@@ -321,17 +350,13 @@ mod tests {
             records_in: Some(40),
             est_input_tokens: 500,
             est_output_tokens: 2000,
-            user: Some("jsmith".into()),
             process: Some(ProcessInfo {
                 pid: 42,
                 name: "python3".into(),
                 path: Some("/usr/bin/python3".into()),
             }),
             dst_ip: Some("104.18.7.192".parse().unwrap()),
-            dst_port: Some(443),
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
+            ..FlowEvent::example("jsmith")
         }
     }
 

@@ -11,7 +11,7 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 use std::time::Instant;
-use toktra_proto::{Batch, FlowEvent, IngestResponse, Source, Transport};
+use toktra_proto::{Batch, FlowEvent, IngestResponse};
 use toktra_server::{Server, ServerConfig};
 use uuid::Uuid;
 
@@ -24,16 +24,10 @@ fn arg(name: &str) -> Option<String> {
 
 fn event(user: &str) -> FlowEvent {
     FlowEvent {
-        event_id: Uuid::now_v7(),
-        source: Source::Linux,
         started_at: Utc::now() - Duration::seconds(5),
         duration_ms: 1200,
-        transport: Transport::Tcp,
-        sni: Some("api.openai.com".into()),
         alpn: vec!["h2".into(), "http/1.1".into()],
         ja4: Some("t13d1516h2_8daaf6152771_b0da82dd1658".into()),
-        ech: false,
-        provider: Some("openai".into()),
         product: Some("OpenAI API".into()),
         category: Some("api".into()),
         bytes_out: 2000,
@@ -41,13 +35,8 @@ fn event(user: &str) -> FlowEvent {
         records_in: Some(40),
         est_input_tokens: 500,
         est_output_tokens: 2000,
-        user: Some(user.into()),
-        process: None,
         dst_ip: Some("104.18.7.192".parse().unwrap()),
-        dst_port: Some(443),
-        endpoint: None,
-        source_domain: None,
-        streaming: None,
+        ..FlowEvent::example(user)
     }
 }
 

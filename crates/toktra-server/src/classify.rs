@@ -39,34 +39,16 @@ pub fn classify(e: FlowEvent) -> StoredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toktra_proto::{Source, Transport};
 
     fn ev(sni: &str, ech: bool) -> FlowEvent {
         FlowEvent {
-            event_id: uuid::Uuid::now_v7(),
-            source: Source::Linux,
-            started_at: chrono::Utc::now(),
-            duration_ms: 1,
-            transport: Transport::Tcp,
             sni: Some(sni.into()),
-            alpn: vec![],
-            ja4: None,
             ech,
             provider: Some("agent-says".into()),
             product: Some("Agent Product".into()),
-            category: None,
-            bytes_out: 1,
-            bytes_in: 1,
-            records_in: None,
             est_input_tokens: 1_000_000,
             est_output_tokens: 1_000_000,
-            user: None,
-            process: None,
-            dst_ip: None,
-            dst_port: None,
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
+            ..FlowEvent::example("alice")
         }
     }
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use toktra_proto::{FlowEvent, Source, Transport};
+use toktra_proto::FlowEvent;
 use toktra_server::store::{Device, DeviceStatus, IngestOutcome, StoredEvent};
 use toktra_server::{Admin, Store};
 use uuid::Uuid;
@@ -57,30 +57,13 @@ pub fn event(
 ) -> StoredEvent {
     StoredEvent {
         event: FlowEvent {
-            event_id: Uuid::now_v7(),
-            source: Source::Linux,
             started_at: at,
-            duration_ms: 100,
-            transport: Transport::Tcp,
             sni: None,
-            alpn: vec!["h2".into()],
-            ja4: None,
-            ech: false,
             provider: Some(provider.into()),
             product: Some(product.into()),
-            category: None,
-            bytes_out: 10,
-            bytes_in: 20,
-            records_in: None,
             est_input_tokens: tin,
             est_output_tokens: tout,
-            user: Some(user.into()),
-            process: None,
-            dst_ip: None,
-            dst_port: Some(443),
-            endpoint: None,
-            source_domain: None,
-            streaming: None,
+            ..FlowEvent::example(user)
         },
         provider: Some(provider.into()),
         product: Some(product.into()),
