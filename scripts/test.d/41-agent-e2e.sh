@@ -283,6 +283,20 @@ check "full disk: a log line says so" grep -q "the disk holding the spool is ful
 check "full disk: toktra agent status says DISK FULL" bash -c \
   "'$BIN' agent status --state-dir '$FULLFS/state' | grep -q 'DISK FULL'"
 check "full disk: what was spooled is still there ($DEPTH_BEFORE events)" test "$(status_of full .spool.depth)" -ge "$DEPTH_BEFORE"
+wait_for "'full' counts the refused events on the full disk" 30 bash -c \
+  "jq -e '.spool.disk_full and .spool.dropped_total > 0' '$FULLFS/state/status.json'"
+# Killed while the disk is full: the count of what was refused is in the spool file,
+# not in the memory of the process that refused it. Then the agent starts again on
+# the still-full disk.
+DROPPED_FULL=$(status_of full .spool.dropped_total)
+kill -9 "$FULL_PID"
+wait "$FULL_PID" 2>/dev/null || true
+check "full disk: the gap count ($DROPPED_FULL) is in the spool file after kill -9" test \
+  "$(sqlite3 -cmd '.timeout 5000' "$FULLFS/state/spool.db" "SELECT value FROM counters WHERE name = 'dropped_total'")" -ge "$DROPPED_FULL"
+STATE_DIR=$FULLFS/state start_agent full s2 "$ORG2" "$TOKEN2"
+FULL_PID=$AGENT_PID
+wait_for "'full' runs again on the full disk, and says so" 30 bash -c \
+  "jq -e '.pid == $FULL_PID and .spool.disk_full' '$FULLFS/state/status.json'"
 start_server s2 18544 18181
 wait_for "'full' uploads what it had while the disk is still full" 60 bash -c \
   "jq -e '.spool.depth == 0 and .spool.disk_full' '$FULLFS/state/status.json'"

@@ -167,8 +167,17 @@ pub async fn run(
         .await
         .unwrap_or_else(|e| Err((0, Utc::now(), format!("spool task failed: {e}"))));
         match result {
-            Ok(()) => {
+            Ok(None) => {
                 counters.disk_full.store(false, Relaxed);
+                on_spooled.notify_one();
+            }
+            Ok(Some(msg)) => {
+                // Refused but counted: the gap goes to the server with the next batch.
+                if counters.disk_full.swap(true, Relaxed) {
+                    tracing::debug!("{msg}");
+                } else {
+                    tracing::error!("{msg}");
+                }
                 on_spooled.notify_one();
             }
             Err((count, since, msg)) => {
@@ -188,34 +197,43 @@ pub async fn run(
     }
 }
 
-/// Appends `events` (and a pending gap). On failure (a full disk above all) returns
-/// what was lost, to be reported as a gap once the spool takes writes again. Nothing
-/// already spooled is given up to make room: those events count as captured.
+/// Appends `events` (and a pending gap). Events the spool refuses — a full disk
+/// above all — are recorded as a gap at once, which the spool takes even on a full
+/// disk, so that the count survives a restart: then `Ok(Some(why))`. Only what
+/// could not even be counted comes back as `Err`, to be kept in memory and recorded
+/// later. Nothing already spooled is given up to make room: those events count as
+/// captured.
 fn store(
     s: &mut Spool,
     events: &[FlowEvent],
-    mut pending_lost: Option<(u64, DateTime<Utc>)>,
-) -> Result<(), (u64, DateTime<Utc>, String)> {
+    pending_lost: Option<(u64, DateTime<Utc>)>,
+) -> Result<Option<String>, (u64, DateTime<Utc>, String)> {
     let now = Utc::now();
-    let mut result = Ok(());
-    if let Some((c, since)) = pending_lost {
-        result = s.record_gap(c, since);
-        if result.is_ok() {
-            pending_lost = None;
-        }
+    let pending = match pending_lost {
+        Some((c, since)) => s.record_gap(c, since).err().map(|e| (c, since, e)),
+        None => None,
+    };
+    let refused = match pending {
+        // A spool that cannot count cannot store either: the events join the count.
+        Some((c, since, e)) => Some((c, since, e)),
+        None => s.append(events, now).err().map(|e| (0, now, e)),
+    };
+    let Some((c, since, e)) = refused else {
+        return Ok(None);
+    };
+    let first = events.iter().map(|e| e.started_at).min().unwrap_or(now);
+    let (count, since) = (c + events.len() as u64, since.min(first));
+    let why = match e {
+        SpoolError::DiskFull(_) => e.to_string(),
+        e => format!("events could not be spooled: {e}"),
+    };
+    if count == 0 {
+        return Ok(Some(why));
     }
-    if result.is_ok() {
-        result = s.append(events, now);
+    match s.record_gap(count, since) {
+        Ok(()) => Ok(Some(why)),
+        Err(_) => Err((count, since, why)),
     }
-    result.map_err(|e: SpoolError| {
-        let (c, since) = pending_lost.unwrap_or((0, now));
-        let first = events.iter().map(|e| e.started_at).min().unwrap_or(now);
-        let msg = match e {
-            SpoolError::DiskFull(_) => e.to_string(),
-            e => format!("events could not be spooled: {e}"),
-        };
-        (c + events.len() as u64, since.min(first), msg)
-    })
 }
 
 /// The embedded provider catalog (toktra-catalog) and its estimator.

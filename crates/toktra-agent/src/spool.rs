@@ -219,7 +219,11 @@ impl Spool {
             disk_full: false,
             last_probe: None,
         };
-        if !spool.reserve_path().exists() && spool.write_reserve(0).is_err() {
+        // A missing reserve: a new spool, or one whose agent gave the reserve away
+        // on a full disk. It is taken back on the terms of the probe in
+        // `space_for_events` (room for as much again), else the agent starts in
+        // the full-disk mode its predecessor was in.
+        if !spool.reserve_path().exists() && spool.write_reserve(RESERVE_BYTES).is_err() {
             spool.enter_disk_full();
         }
         Ok(spool)
@@ -463,13 +467,12 @@ impl Spool {
         Ok(())
     }
 
-    /// Records events that could not be made durable at all (disk full). The gap
-    /// row is tiny, so this may succeed where the events did not; if it fails too,
-    /// the caller keeps the count in memory and tries again later.
+    /// Records events that could not be made durable at all (disk full). Taken on
+    /// a full disk too: the gap is one row, updated in place, which the space the
+    /// reserve gave up has room for — so the count of what was lost survives a
+    /// restart and reaches the server while the disk is still full. If it fails
+    /// even so, the caller keeps the count in memory and tries again later.
     pub fn record_gap(&mut self, count: u64, since: DateTime<Utc>) -> Result<(), SpoolError> {
-        if !self.space_for_events() {
-            return Err(SpoolError::DiskFull(self.path.clone()));
-        }
         let r = self.synced(|s| s.record_gap_inner(count, since));
         self.watch(r)
     }
@@ -966,11 +969,16 @@ mod tests {
             s.append(&big[..1], now),
             Err(SpoolError::DiskFull(_))
         ));
-        assert!(matches!(s.record_gap(1, now), Err(SpoolError::DiskFull(_))));
+        // What was refused is counted durably at once, full disk or not.
+        s.record_gap(400, now).unwrap();
+        assert!(s.disk_full());
+        assert_eq!(s.stats().unwrap().dropped_total, 400);
 
-        // The uploader goes on: a batch is assigned, sent and acknowledged.
+        // The uploader goes on: a batch is assigned, sent and acknowledged, the gap
+        // with it.
         let batch = s.next_batch(now, true, "t").unwrap().unwrap();
         assert_eq!(batch.events.len(), 10);
+        assert_eq!(batch.dropped.unwrap().count, 400);
         assert_eq!(s.ack(batch.batch_id).unwrap(), 10);
         assert_eq!(s.stats().unwrap().depth, 0);
         assert!(s.disk_full(), "space has not returned yet");
@@ -980,10 +988,10 @@ mod tests {
             .pragma_update(None, "max_page_count", 1_000_000)
             .unwrap();
         s.last_probe = None;
-        s.record_gap(400, now).unwrap();
+        s.append(&big[..1], now).unwrap();
         assert!(!s.disk_full() && !s.stats().unwrap().disk_full);
         assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES);
-        s.append(&big[..5], now).unwrap();
+        s.append(&big[1..5], now).unwrap();
         let st = s.stats().unwrap();
         assert_eq!(
             (st.depth, st.captured_total, st.uploaded_total),
@@ -991,7 +999,7 @@ mod tests {
         );
         assert_eq!(st.dropped_total, 400);
         let batch = s.next_batch(now, true, "t").unwrap().unwrap();
-        assert_eq!(batch.dropped.unwrap().count, 400);
+        assert!(batch.dropped.is_none(), "the gap went with the first batch");
     }
 
     #[test]

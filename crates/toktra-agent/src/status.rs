@@ -45,8 +45,23 @@ pub fn write(state_dir: &Path, status: &AgentStatus) -> std::io::Result<()> {
     let path = status_path(state_dir);
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, &path)
+    match std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, &path)) {
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            // A full disk has no block for a second file, but the status it must
+            // report fits in the blocks the old one holds: overwritten in place
+            // (a reader may catch it half-written, and then reads it again).
+            let _ = std::fs::remove_file(&tmp);
+            overwrite(&path, &text)
+        }
+        r => r,
+    }
+}
+
+fn overwrite(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(text)?;
+    f.set_len(text.len() as u64)
 }
 
 pub fn read(state_dir: &Path) -> std::io::Result<AgentStatus> {
