@@ -209,15 +209,11 @@ fn store(
     pending_lost: Option<(u64, DateTime<Utc>)>,
 ) -> Result<Option<String>, (u64, DateTime<Utc>, String)> {
     let now = Utc::now();
-    let pending = match pending_lost {
-        Some((c, since)) => s.record_gap(c, since).err().map(|e| (c, since, e)),
-        None => None,
-    };
-    let refused = match pending {
-        // A spool that cannot count cannot store either: the events join the count.
-        Some((c, since, e)) => Some((c, since, e)),
-        None => s.append(events, now).err().map(|e| (0, now, e)),
-    };
+    // A spool that cannot count the earlier loss cannot store either: the events
+    // join the count.
+    let refused = pending_lost
+        .and_then(|(c, since)| s.record_gap(c, since).err().map(|e| (c, since, e)))
+        .or_else(|| s.append(events, now).err().map(|e| (0, now, e)));
     let Some((c, since, e)) = refused else {
         return Ok(None);
     };

@@ -545,13 +545,10 @@ impl Spool {
         // A gap moved into a batch must not come back after a power cut and be
         // counted a second time in another batch.
         if gap.is_some() {
-            self.set_synced(true)?;
+            self.synced(|s| s.assign_batch(id, now, gap.as_ref()))?;
+        } else {
+            self.assign_batch(id, now, None)?;
         }
-        let assigned = self.assign_batch(id, now, gap.as_ref());
-        if gap.is_some() {
-            self.set_synced(false)?;
-        }
-        assigned?;
         let batch = self.load_batch(
             &id.to_string(),
             gap.as_ref().map(|g| g.0),

@@ -734,7 +734,8 @@ fn attribution_loop(
     let diag = match sockdiag::SockDiag::open() {
         Ok(d) => Some(d),
         Err(e) => {
-            tracing::warn!("sock_diag unavailable, flows will carry no process or user: {e}");
+            // The capture thread, which asks first, has said so already.
+            tracing::debug!("sock_diag unavailable to the attribution thread: {e}");
             None
         }
     };
