@@ -183,6 +183,21 @@ check "no event for a non-LLM host reached the server" \
 check "agent status command prints the state" \
   bash -c "'$BIN' agent status --state-dir '$T/main' | tee '$T/status.txt' | grep -q 'enrolled as org' && grep -q 'events waiting' '$T/status.txt' && grep -q 'expires' '$T/status.txt'"
 
+# How the agent shares the machine: the capture thread SCHED_BATCH at nice -10 (it
+# must keep up with the ring), every other thread SCHED_IDLE (the user's programs
+# take the core from it at once).
+thread_classes() { # PID: one line per thread, "name policy nice"
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "$(cat "$t/comm")" "$(chrt -p "${t##*/}" | sed -n '1s/.*: //p')" \
+      "$(sed 's/.*) //' "$t/stat" | cut -d' ' -f17)"
+  done
+}
+thread_classes "$MAIN_PID" | tee "$T/threads.txt"
+check "scheduling: the capture thread is SCHED_BATCH at nice -10" grep -qx 'toktra-tap SCHED_BATCH -10' "$T/threads.txt"
+check "scheduling: every other agent thread is SCHED_IDLE" \
+  bash -c "[ \$(grep -vc '^toktra-tap ' '$T/threads.txt') -ge 2 ] && ! grep -v '^toktra-tap ' '$T/threads.txt' | grep -qv ' SCHED_IDLE '"
+
 # ---------------------------------------------------------------- 2. reliability
 # Steady traffic from here on.
 STOP=$T/stop-load

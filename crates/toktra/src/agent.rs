@@ -317,7 +317,8 @@ pub async fn shutdown_signal() {
 
 #[cfg(target_os = "linux")]
 fn background_thread() {
-    toktra_agent::source::linux::background_thread(0);
+    use toktra_agent::source::linux::{ThreadClass, set_thread_class};
+    set_thread_class(ThreadClass::Deferred);
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -340,8 +341,9 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     init_logging(config.log_level);
     // One thread for the async parts: the agent's work is small and mostly waiting;
-    // the tap and the spool have their own threads. All of them are background
-    // threads that never preempt the user's programs (see `background_thread`).
+    // the tap and the spool have their own threads. The runtime's threads are
+    // deferred work that gives way to the user's programs at once (see
+    // `ThreadClass::Deferred`).
     background_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

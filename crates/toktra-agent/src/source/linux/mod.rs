@@ -109,10 +109,43 @@ impl Handoff {
     fn is_empty(&self) -> bool {
         self.lookups.is_empty() && self.done.is_empty()
     }
+
+    fn len(&self) -> usize {
+        self.lookups.len() + self.done.len()
+    }
 }
 
 /// A handoff is sent early once it holds this many items.
 const HANDOFF_MAX: usize = 256;
+/// The most items the capture thread holds back while the attribution thread's
+/// queue is full (it is `SCHED_IDLE`, and a machine busy on every core can keep it
+/// waiting): tens of seconds of a busy machine's connections, a few MiB. Only
+/// beyond this does the capture thread wait for the queue, and then packets may be
+/// lost in the ring, which is reported.
+const HANDOFF_HOLD_MAX: usize = 16 * 1024;
+
+/// Hands `handoff` to the attribution thread without waiting for it: if its queue
+/// is full, the items stay in `handoff` for a later try (unless `handoff` holds
+/// `HANDOFF_HOLD_MAX` or more, or `wait` is set: then this waits for room). Returns
+/// false if the attribution thread is gone.
+fn offer(attr: &std::sync::mpsc::SyncSender<Handoff>, handoff: &mut Handoff, wait: bool) -> bool {
+    use std::sync::mpsc::TrySendError;
+    if handoff.is_empty() {
+        return true;
+    }
+    let h = std::mem::take(handoff);
+    if wait || h.len() >= HANDOFF_HOLD_MAX {
+        return attr.send(h).is_ok();
+    }
+    match attr.try_send(h) {
+        Ok(()) => true,
+        Err(TrySendError::Full(h)) => {
+            *handoff = h;
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    }
+}
 /// Handoffs a second under a steady stream of connections, and how many may go
 /// at once after a quiet spell: a lone connection, or a few together, reach the
 /// attribution thread as soon as their ring block is read; under a stream, a
@@ -190,7 +223,7 @@ pub fn start(
         .snaplen(65_535)
         // The ring's pages count towards the agent's memory from the start. 2 MiB
         // (eight 256 KiB blocks) holds about 160 ms of a saturated 100 Mbit/s link;
-        // with the capture thread at a raised priority (see `background_thread`) that
+        // with the capture thread at a raised priority (see `ThreadClass::Capture`) that
         // was enough for no kernel drops at 200 connections/s plus 100 Mbit/s on a
         // busy 2-core machine, where without it 2 MiB dropped hundreds of packets a
         // minute. Kernel drops are reported (status and log).
@@ -231,8 +264,9 @@ pub fn start(
         reason: format!("unsupported link type {dlt}"),
     })?;
     *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-        "capturing on {} with filter {filter:?}",
-        cfg.device
+        "capturing on {} ({} KiB ring) with filter {filter:?}",
+        cfg.device,
+        RING_BYTES >> 10
     ));
     let stop = Arc::new(AtomicBool::new(false));
     // Each slot is one handoff (a ring block's worth), and a slot's memory is only
@@ -411,7 +445,7 @@ fn capture_loop(
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<Option<String>>>,
 ) {
-    background_thread(-10);
+    set_thread_class(ThreadClass::Capture);
     // Asked about each LLM connection as its ClientHello is read: the earliest moment
     // the agent knows it wants the owner, and one netlink round trip.
     let mut diag = sockdiag::SockDiag::open()
@@ -432,8 +466,8 @@ fn capture_loop(
     let mut next_stats = Instant::now() + Duration::from_secs(10);
     // The attribution thread has gone (the agent is stopping).
     let mut orphaned = false;
-    let flush =
-        |handoff: &mut Handoff| handoff.is_empty() || attr.send(std::mem::take(handoff)).is_ok();
+    // Held back items make a handoff early only once this many more have come.
+    let mut early_at = HANDOFF_MAX;
     while !stop.load(Ordering::Relaxed) && !orphaned {
         if Instant::now() >= next_stats {
             next_stats += Duration::from_secs(10);
@@ -505,19 +539,21 @@ fn capture_loop(
                 }
                 handoff.done.push(r);
             }
-            if handoff.lookups.len() + handoff.done.len() >= HANDOFF_MAX {
+            if handoff.len() >= early_at {
                 handoffs.take(Instant::now(), 1.0);
-                if !flush(&mut handoff) {
+                if !offer(&attr, &mut handoff, false) {
                     orphaned = true;
                 }
+                early_at = handoff.len() + HANDOFF_MAX;
             }
         });
         let now = Instant::now();
         if !handoff.is_empty() && now >= handoffs.ready_at(1.0) {
             handoffs.take(now, 1.0);
-            if !flush(&mut handoff) {
+            if !offer(&attr, &mut handoff, false) {
                 return;
             }
+            early_at = handoff.len() + HANDOFF_MAX;
         }
         match read {
             Ok(0) => {
@@ -563,34 +599,50 @@ fn capture_loop(
         );
     }
     handoff.done.extend(tracker.finish());
-    flush(&mut handoff);
+    offer(&attr, &mut handoff, true);
 }
 
-/// Makes the calling thread a background thread: `SCHED_BATCH`, so that waking up
-/// never preempts whatever the user is running (the kernel lets a batch thread run
-/// at the next tick or on an idle core instead), and, when the agent may (root or
-/// CAP_SYS_NICE), the given nice value. Every agent thread is batch work: packets
-/// wait in the ring, flows in channels, events in the spool. The capture thread
-/// also asks for nice -10, a larger share of a busy core, because its ring holds
-/// only a few hundred milliseconds of a busy link and a capture thread that gets too
-/// little CPU on a loaded machine loses packets; it uses well under 1 % of a core.
-pub fn background_thread(nice: i32) {
+/// How a thread of the agent is scheduled next to the user's programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadClass {
+    /// The capture thread: `SCHED_BATCH` (waking never preempts whatever the user
+    /// runs; the kernel lets it run at the next tick or on an idle core) and, when
+    /// the agent may (root or CAP_SYS_NICE), nice -10 for a larger share of a busy
+    /// core: its ring holds only a few hundred milliseconds of a busy link, and a
+    /// capture thread that gets too little CPU on a loaded machine loses packets. It
+    /// uses well under 1 % of a core.
+    Capture,
+    /// Work that can wait (attribution, classification, the spool, uploads):
+    /// `SCHED_IDLE`, so any program of the user's that wakes up takes the core from
+    /// it at once. Its input waits in bounded queues meanwhile; even on a core that
+    /// is busy all the time it gets a small share (the kernel's weight for idle
+    /// threads), enough for the few events a second a busy machine produces.
+    Deferred,
+}
+
+/// Applies `class` to the calling thread. Failing to is not an error (the thread
+/// then keeps the default policy); it is logged at debug level.
+pub fn set_thread_class(class: ThreadClass) {
+    let (policy, nice) = match class {
+        ThreadClass::Capture => (libc::SCHED_BATCH, -10),
+        ThreadClass::Deferred => (libc::SCHED_IDLE, 0),
+    };
     // SAFETY: gettid has no preconditions; sched_setscheduler and setpriority only
     // read their arguments (a valid sched_param for the call's duration).
-    let (policy, prio) = unsafe {
+    let (set_policy, set_nice) = unsafe {
         let tid = libc::gettid();
         let param = libc::sched_param { sched_priority: 0 };
-        let policy = libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
-        let prio = if nice == 0 {
+        let set_policy = libc::sched_setscheduler(tid, policy, &param);
+        let set_nice = if nice == 0 {
             0
         } else {
             libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
         };
-        (policy, prio)
+        (set_policy, set_nice)
     };
-    if policy != 0 || prio != 0 {
+    if set_policy != 0 || set_nice != 0 {
         tracing::debug!(
-            nice,
+            ?class,
             "thread keeps part of its default scheduling: {}",
             std::io::Error::last_os_error()
         );
@@ -730,7 +782,7 @@ fn attribution_loop(
     out: tokio::sync::mpsc::Sender<ObservedFlow>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    background_thread(0);
+    set_thread_class(ThreadClass::Deferred);
     let diag = match sockdiag::SockDiag::open() {
         Ok(d) => Some(d),
         Err(e) => {
@@ -888,6 +940,47 @@ pub fn to_observed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_attribution_queue_holds_items_back_instead_of_stalling_capture() {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Handoff>(1);
+        let key = |port| {
+            (
+                true,
+                SocketAddr::from(([10, 0, 0, 1], port)),
+                SocketAddr::from(([10, 0, 0, 2], 443)),
+            )
+        };
+        let mut h = Handoff::default();
+        h.lookups.push((key(1), None));
+        assert!(offer(&tx, &mut h, false));
+        assert!(h.is_empty());
+        // The queue is full now: the next items stay with the capture thread.
+        h.lookups.push((key(2), None));
+        assert!(offer(&tx, &mut h, false));
+        assert_eq!(h.len(), 1);
+        h.lookups.push((key(3), None));
+        assert!(offer(&tx, &mut h, false));
+        assert_eq!(h.len(), 2);
+        // Room again: everything held back goes in one handoff, in order.
+        assert_eq!(rx.recv().unwrap().len(), 1);
+        assert!(offer(&tx, &mut h, false));
+        assert!(h.is_empty());
+        let ports: Vec<u16> = rx
+            .recv()
+            .unwrap()
+            .lookups
+            .iter()
+            .map(|(k, _)| k.1.port())
+            .collect();
+        assert_eq!(ports, [2, 3]);
+        drop(rx);
+        h.lookups.push((key(4), None));
+        assert!(
+            !offer(&tx, &mut h, false),
+            "a gone attribution thread is reported"
+        );
+    }
 
     /// An Ethernet frame: IPv4 or IPv6, then TCP (with `flags` and `payload`) or
     /// UDP, from port 50000 to `port`.
