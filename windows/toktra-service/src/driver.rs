@@ -485,7 +485,10 @@ pub fn to_flow(
         ech,
         bytes_out: end.bytes_out,
         bytes_in: end.bytes_in,
-        records_in: Some(u64::from(end.records_in)),
+        // QUIC's records are encrypted: the driver counts none for a UDP flow, and
+        // a count of 0 would read as "measured, none" where the Linux agent (and
+        // the estimator) mean "not known".
+        records_in: (end.ip_protocol != 17).then_some(u64::from(end.records_in)),
         overhead: Default::default(),
         dst_ip: ip(end.ip_version, &end.remote_addr),
         dst_port: (end.remote_port != 0).then_some(end.remote_port),
@@ -575,6 +578,7 @@ mod tests {
             flow.ja4
         );
         assert_eq!((flow.bytes_out, flow.bytes_in), (2400, 9000));
+        assert_eq!(flow.records_in, None, "QUIC records cannot be counted");
     }
 
     #[test]
@@ -659,8 +663,10 @@ mod tests {
         end.alpn_len = 0;
         end.ja4_len = 0;
         end.started_at = T0;
+        end.records_in = 12;
         let flow = f.reader.take(&end).unwrap();
         assert_eq!(flow.transport, Transport::Tcp);
+        assert_eq!(flow.records_in, Some(12));
         assert_eq!(flow.sni.as_deref(), Some("api.openai.com"));
         assert_eq!(flow.alpn, ["h2"]);
         assert_eq!(flow.ja4.as_deref(), Some("t13d"));
