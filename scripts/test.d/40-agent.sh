@@ -184,7 +184,8 @@ check "agent status command prints the state" \
   bash -c "'$BIN' agent status --state-dir '$T/main' | tee '$T/status.txt' | grep -q 'enrolled as org' && grep -q 'events waiting' '$T/status.txt' && grep -q 'expires' '$T/status.txt'"
 
 # How the agent shares the machine: the capture thread SCHED_BATCH at nice -10 (it
-# must keep up with the ring), every other thread SCHED_IDLE (the user's programs
+# must keep up with the ring), the attribution thread SCHED_BATCH at nice 0 (it must
+# run while a connection is open), every other thread SCHED_IDLE (the user's programs
 # take the core from it at once).
 thread_classes() { # PID: one line per thread, "name policy nice"
   local t
@@ -195,8 +196,9 @@ thread_classes() { # PID: one line per thread, "name policy nice"
 }
 thread_classes "$MAIN_PID" | tee "$T/threads.txt"
 check "scheduling: the capture thread is SCHED_BATCH at nice -10" grep -qx 'toktra-tap SCHED_BATCH -10' "$T/threads.txt"
+check "scheduling: the attribution thread is SCHED_BATCH at nice 0" grep -qx 'toktra-attr SCHED_BATCH 0' "$T/threads.txt"
 check "scheduling: every other agent thread is SCHED_IDLE" \
-  bash -c "[ \$(grep -vc '^toktra-tap ' '$T/threads.txt') -ge 2 ] && ! grep -v '^toktra-tap ' '$T/threads.txt' | grep -qv ' SCHED_IDLE '"
+  bash -c "[ \$(grep -Evc '^toktra-(tap|attr) ' '$T/threads.txt') -ge 2 ] && ! grep -Ev '^toktra-(tap|attr) ' '$T/threads.txt' | grep -qv ' SCHED_IDLE '"
 
 # ---------------------------------------------------------------- 2. reliability
 # Steady traffic from here on.

@@ -20,6 +20,9 @@
 #      says so (log, status), uploads what it had spooled, resumes when space returns,
 #      and every event it counted as captured reaches the server; the events it could
 #      not spool are reported as a gap.
+#   5. Every core busy: with a busy loop per core, the agent's low-priority threads
+#      still attribute and upload what the capture thread hands them, and the ring
+#      does not overflow.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -357,6 +360,34 @@ check "after renewal: a request as tkcarol" llm_request tkcarol api.openai.com
 wait_for "after renewal: uploads go on" 60 bash -c "[ \$(sqlite3 -cmd '.timeout 5000' '$T/s1/toktra.db' \"SELECT COUNT(*) FROM events WHERE device_id = '$MAIN_DEV' AND user_name = 'tkcarol'\") -gt $BEFORE ]"
 check "after renewal: uploads go on (new event on the server)" \
   test "$(db1 "SELECT COUNT(*) FROM events WHERE device_id = '$MAIN_DEV' AND user_name = 'tkcarol'")" -gt "$BEFORE"
+
+# ---------------------------------------------------------------- 5. every core busy
+# The agent's threads give way to the user's programs (capture and attribution
+# SCHED_BATCH, the rest SCHED_IDLE): a busy loop on every core (normal priority)
+# leaves them little. Requests made meanwhile must still reach the server with their
+# user and their process, found while the connection is open (with a SCHED_IDLE
+# attribution thread none of these five was, at nice 19 three), and the ring must not
+# overflow.
+echo "every core busy: $(nproc) busy loops, 5 requests as tkcarol"
+HOGS=()
+for _ in $(seq 1 "$(nproc)"); do
+  in_cli timeout 120 sh -c 'while :; do :; done' &
+  HOGS+=($!)
+done
+carol_curl() { db1 "SELECT COUNT(*) FROM events WHERE device_id = '$MAIN_DEV' AND user_name = 'tkcarol' AND process_name = 'curl' AND process_path LIKE '%/curl'"; }
+BUSY0=$(carol_curl)
+for i in 1 2 3 4 5; do
+  check "every core busy: request $i as tkcarol" llm_request tkcarol api.openai.com
+done
+wait_for "every core busy: 5 events with user and process on the server" 60 \
+  bash -c "[ \$(sqlite3 -cmd '.timeout 5000' '$T/s1/toktra.db' \"SELECT COUNT(*) FROM events WHERE device_id = '$MAIN_DEV' AND user_name = 'tkcarol' AND process_name = 'curl' AND process_path LIKE '%/curl'\") -ge $((BUSY0 + 5)) ]" || true
+CAPTURE_STATE=$(status_of main .capture)
+kill "${HOGS[@]}" 2>/dev/null || true
+wait "${HOGS[@]}" 2>/dev/null || true
+check "every core busy: all 5 requests reached the server with user tkcarol and process curl" \
+  test "$(carol_curl)" -ge $((BUSY0 + 5))
+check "every core busy: no packets lost in the ring ($CAPTURE_STATE)" \
+  bash -c "[[ '$CAPTURE_STATE' == 'capturing on '* ]]"
 
 # ---------------------------------------------------------------- 2b. expired offline
 now=$(date +%s)

@@ -118,10 +118,10 @@ impl Handoff {
 /// A handoff is sent early once it holds this many items.
 const HANDOFF_MAX: usize = 256;
 /// The most items the capture thread holds back while the attribution thread's
-/// queue is full (it is `SCHED_IDLE`, and a machine busy on every core can keep it
-/// waiting): tens of seconds of a busy machine's connections, a few MiB. Only
-/// beyond this does the capture thread wait for the queue, and then packets may be
-/// lost in the ring, which is reported.
+/// queue is full (a machine busy on every core can keep it waiting, and so can the
+/// `SCHED_IDLE` pipeline it hands flows to): tens of seconds of a busy machine's
+/// connections, a few MiB. Only beyond this does the capture thread wait for the
+/// queue, and then packets may be lost in the ring, which is reported.
 const HANDOFF_HOLD_MAX: usize = 16 * 1024;
 
 /// Hands `handoff` to the attribution thread without waiting for it: if its queue
@@ -612,7 +612,15 @@ pub enum ThreadClass {
     /// capture thread that gets too little CPU on a loaded machine loses packets. It
     /// uses well under 1 % of a core.
     Capture,
-    /// Work that can wait (attribution, classification, the spool, uploads):
+    /// The attribution thread: `SCHED_BATCH` at the default nice. It must find a
+    /// socket's process while the connection is still open, often by searching
+    /// all of `/proc` for a process just started, so it cannot wait as `Deferred`
+    /// work may: with a busy loop on every core, lone requests from new processes
+    /// lost their process at `SCHED_IDLE` (all of five) and at nice 19 (two of
+    /// five), and kept it at nice 0. Its searches keep to a CPU budget of their
+    /// own (`ScanPacer`), and as a batch thread it never preempts on waking.
+    Attribution,
+    /// Work that can wait (classification, the spool, uploads):
     /// `SCHED_IDLE`, so any program of the user's that wakes up takes the core from
     /// it at once. Its input waits in bounded queues meanwhile; even on a core that
     /// is busy all the time it gets a small share (the kernel's weight for idle
@@ -626,6 +634,7 @@ pub fn set_thread_class(class: ThreadClass) {
     let (policy, nice) = match class {
         ThreadClass::Capture => (libc::SCHED_BATCH, -10),
         ThreadClass::Deferred => (libc::SCHED_IDLE, 0),
+        ThreadClass::Attribution => (libc::SCHED_BATCH, 0),
     };
     // SAFETY: gettid has no preconditions; sched_setscheduler and setpriority only
     // read their arguments (a valid sched_param for the call's duration).
@@ -782,7 +791,7 @@ fn attribution_loop(
     out: tokio::sync::mpsc::Sender<ObservedFlow>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    set_thread_class(ThreadClass::Deferred);
+    set_thread_class(ThreadClass::Attribution);
     let diag = match sockdiag::SockDiag::open() {
         Ok(d) => Some(d),
         Err(e) => {
