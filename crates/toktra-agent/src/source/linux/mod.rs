@@ -633,8 +633,8 @@ pub enum ThreadClass {
 pub fn set_thread_class(class: ThreadClass) {
     let (policy, nice) = match class {
         ThreadClass::Capture => (libc::SCHED_BATCH, -10),
-        ThreadClass::Deferred => (libc::SCHED_IDLE, 0),
         ThreadClass::Attribution => (libc::SCHED_BATCH, 0),
+        ThreadClass::Deferred => (libc::SCHED_IDLE, 0),
     };
     // SAFETY: gettid has no preconditions; sched_setscheduler and setpriority only
     // read their arguments (a valid sched_param for the call's duration).
