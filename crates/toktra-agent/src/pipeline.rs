@@ -166,6 +166,15 @@ pub async fn run(
         })
         .await
         .unwrap_or_else(|e| Err((0, Utc::now(), format!("spool task failed: {e}"))));
+        // The spool says when the disk fills and when space returns; one line per
+        // refused burst after that would only flood the log.
+        let refused = |msg: &str| {
+            if counters.disk_full.swap(true, Relaxed) {
+                tracing::debug!("{msg}");
+            } else {
+                tracing::error!("{msg}");
+            }
+        };
         match result {
             Ok(None) => {
                 counters.disk_full.store(false, Relaxed);
@@ -173,25 +182,13 @@ pub async fn run(
             }
             Ok(Some(msg)) => {
                 // Refused but counted: the gap goes to the server with the next batch.
-                if counters.disk_full.swap(true, Relaxed) {
-                    tracing::debug!("{msg}");
-                } else {
-                    tracing::error!("{msg}");
-                }
+                refused(&msg);
                 on_spooled.notify_one();
             }
             Err((count, since, msg)) => {
-                // The spool says when the disk fills and when space returns; one line
-                // per refused burst after that would only flood the log.
-                if counters.disk_full.swap(true, Relaxed) {
-                    tracing::debug!("{msg}");
-                } else {
-                    tracing::error!("{msg}");
-                }
-                lost = Some(match lost {
-                    Some((c, s)) => (c + count, s.min(since)),
-                    None => (count, since),
-                });
+                // `store` folded the earlier loss (taken above) into this count.
+                refused(&msg);
+                lost = Some((count, since));
             }
         }
     }

@@ -316,13 +316,13 @@ pub async fn shutdown_signal() {
 }
 
 #[cfg(target_os = "linux")]
-fn background_thread() {
+fn deferred_thread() {
     use toktra_agent::source::linux::{ThreadClass, set_thread_class};
     set_thread_class(ThreadClass::Deferred);
 }
 
 #[cfg(not(target_os = "linux"))]
-fn background_thread() {}
+fn deferred_thread() {}
 
 /// How messages name this program: this module is compiled into both `toktra`
 /// (as `toktra agent`) and `toktra-agent`.
@@ -344,11 +344,11 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     // the tap and the spool have their own threads. The runtime's threads are
     // deferred work that gives way to the user's programs at once (see
     // `ThreadClass::Deferred`).
-    background_thread();
+    deferred_thread();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
-        .on_thread_start(background_thread)
+        .on_thread_start(deferred_thread)
         .build()?;
     let result = rt.block_on(run_configured(
         config,
